@@ -1,0 +1,1 @@
+"""Plain domain types. Nothing here knows about DynamoDB, S3 or SendGrid."""
