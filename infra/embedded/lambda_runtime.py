@@ -1,0 +1,57 @@
+"""Runs the real handlers in-process, the way Lambda would: the ``Handler`` string from the template,
+the function's environment from the template, a context whose remaining time can be set."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that code reads, with a settable time budget."""
+
+    function_name: str = "espmail-local"
+    remaining_ms: int = 300_000
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/espmail-local"
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = int((time.monotonic() - self._started) * 1000)
+        return max(0, self.remaining_ms - elapsed)
+
+
+def resolve_handler(handler: str) -> Callable[[Any, Any], Any]:
+    module_name, _, function_name = handler.rpartition(".")
+    module = importlib.import_module(module_name)
+    function: Callable[[Any, Any], Any] = getattr(module, function_name)
+    return function
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Sets the function's environment for the duration of one invocation, as Lambda does."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,119 @@
+"""The embedded local stack: moto (AWS) and the SendGrid double on loopback, with the template's tables,
+bucket, queues and rule set, and the real handlers invoked in-process. The tests, the demo and the
+benchmarks all run on this one thing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from embedded.aws import ACCOUNT, CREDENTIALS, REGION, MotoServer, client, create_resources, physical_names
+from embedded.lambda_runtime import LambdaContext, environment, resolve_handler
+from embedded.sendgrid_double import SendGridDouble
+from embedded.template import Resolver, function_environment, function_handler, template
+
+LOCAL_API_KEY = "SG.local-double-key"
+SITE_DOMAIN = "esp.example.org"
+
+LOCAL_PARAMETERS: dict[str, Any] = {
+    "SiteDomain": SITE_DOMAIN,
+    "SiteName": "Splash Local",
+    "SiteUrl": "https://esp.example.org",
+    "AllowedSenderDomains": [SITE_DOMAIN],
+    "SupportAddress": f"support@{SITE_DOMAIN}",
+    "BouncesAddress": f"bounces@{SITE_DOMAIN}",
+    "UnsubscribeUrl": "https://esp.example.org/unsubscribe",
+    "SentRetentionDays": 90,
+    "RawMailRetentionDays": 30,
+    "LogLevel": "WARNING",
+    "HostedZoneId": "",
+}
+
+
+class EmbeddedStack:
+    """Start once (per test session, per demo), ``reset()`` between uses."""
+
+    def __init__(self, *, eml_dir: Path | None = None, parameters: Mapping[str, Any] | None = None) -> None:
+        self.tpl = template()
+        self.moto = MotoServer()
+        self.sendgrid = SendGridDouble(api_key=LOCAL_API_KEY, eml_dir=eml_dir)
+        self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
+        self.names = physical_names(self.tpl)
+        self.secret_arn = ""
+        self._base_env: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> EmbeddedStack:
+        self.moto.start()
+        self.sendgrid.start()
+        self._base_env = {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.moto.endpoint,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+            "SENDGRID_HOST": self.sendgrid.host,
+            "SENDGRID_TIMEOUT_SECONDS": "5",
+        }
+        os.environ.update(self._base_env)
+        self._create()
+        return self
+
+    def stop(self) -> None:
+        self.sendgrid.stop()
+        self.moto.stop()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Empties every resource and the double's records: each test starts from the template alone."""
+        self.moto.reset()
+        self.sendgrid.reset()
+        from espmail.transport.secrets import forget_cached_keys
+
+        forget_cached_keys()
+        self._create()
+
+    def _create(self) -> None:
+        secrets = client("secretsmanager", self.moto.endpoint)
+        self.secret_arn = secrets.create_secret(Name="espmail/sendgrid-api-key", SecretString=LOCAL_API_KEY)["ARN"]
+        self.parameters["SendGridApiKeySecretArn"] = self.secret_arn
+        create_resources(self.moto.endpoint, self.resolver)
+
+    # ------------------------------------------------------------------ wiring
+    @property
+    def resolver(self) -> Resolver:
+        return Resolver(self.tpl, self.parameters, self.names, account=ACCOUNT, region=REGION)
+
+    @property
+    def endpoint(self) -> str:
+        return self.moto.endpoint
+
+    def client(self, service: str) -> Any:
+        return client(service, self.moto.endpoint)
+
+    def function_env(self, logical_id: str | None = None) -> dict[str, str]:
+        """The environment Lambda would give the function: its template variables plus the local wiring."""
+        return {**function_environment(logical_id, self.resolver), **self._base_env}
+
+    def name(self, logical_id: str) -> str:
+        return str(self.resolver.ref(logical_id))
+
+    def invoke(self, logical_id: str, event: Any, *, remaining_ms: int = 300_000) -> Any:
+        """Calls the function's real handler (``Handler:`` from the template) in this process."""
+        handler = resolve_handler(function_handler(logical_id, self.tpl))
+        context = LambdaContext(function_name=logical_id, remaining_ms=remaining_ms)
+        with environment(self.function_env(logical_id)):
+            return handler(event, context)
+
+    def activate(self, logical_id: str | None = None) -> None:
+        """Puts a function's environment into this process for good (the CLI and the demo use this)."""
+        os.environ.update(self.function_env(logical_id))

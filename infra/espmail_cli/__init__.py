@@ -1,0 +1,1 @@
+"""``espmail``: the command line ops and admins use, against a deployed stack or the embedded one."""

@@ -1,0 +1,42 @@
+"""The one place that wires real clients to the use cases. Handlers call these on their first invocation;
+tests call them too, against the embedded stack (the endpoint comes from ``AWS_ENDPOINT_URL``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from espmail.settings import SendGridSettings, TableNames
+from espmail.storage.tables import bind_tables
+from espmail.transport.secrets import read_api_key
+
+if TYPE_CHECKING:
+    from espmail.transport.sendgrid_mailer import SendGridMailer
+
+
+def aws_client(service: str, **config: Any) -> Any:
+    """A boto3 client with timeouts and standard retries; endpoint and region from the environment."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}, **config),
+    )
+
+
+def mailer(settings: SendGridSettings, secrets_client: Any | None = None) -> SendGridMailer:
+    from espmail.transport.sendgrid_mailer import SendGridMailer
+
+    api_key = read_api_key(settings.api_key_secret_arn, secrets_client or aws_client("secretsmanager"))
+    return SendGridMailer(api_key, host=settings.host, timeout=settings.timeout_seconds)
+
+
+def bind(tables: TableNames) -> TableNames:
+    bind_tables(tables)
+    return tables
+
+
+@cache
+def dynamodb_client() -> Any:
+    return aws_client("dynamodb", max_pool_connections=32)

@@ -1,0 +1,34 @@
+"""Powertools Logger, Metrics and Tracer, set up in one place.
+
+Constructed lazily on first use so importing a handler does no work and pulls in no tracing SDK until a
+function actually runs. Service name and namespace come from POWERTOOLS_* variables set in the template.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+
+
+@cache
+def logger() -> Logger:
+    from aws_lambda_powertools import Logger
+
+    return Logger(service="espmail", use_rfc3339=True)
+
+
+@cache
+def metrics() -> Metrics:
+    from aws_lambda_powertools import Metrics
+
+    return Metrics(namespace="ESPMail", service="espmail")
+
+
+@cache
+def tracer() -> Tracer:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service="espmail")
