@@ -153,10 +153,11 @@ def create_resources(endpoint: str, resolver: Resolver) -> None:
         s3.create_bucket(Bucket=name)
         encryption = properties.get("BucketEncryption")
         if encryption:
-            s3.put_bucket_encryption(
-                Bucket=name,
-                ServerSideEncryptionConfiguration={"Rules": encryption["ServerSideEncryptionConfiguration"]},
-            )
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                for rule in encryption["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         block = properties.get("PublicAccessBlockConfiguration")
         if block:
             s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal
-
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +30,8 @@ class Personalization:
     """One envelope of a message: its recipients and what is particular to them."""
 
     to: tuple[Address, ...]
-    headers: Mapping[str, str] = field(default=_EMPTY)
-    custom_args: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    custom_args: Mapping[str, str] = field(default_factory=dict)
     subject: str | None = None
 
 
@@ -47,10 +44,10 @@ class MailMessage:
     text: str | None = None
     html: str | None = None
     reply_to: tuple[Address, ...] = ()
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
     categories: tuple[str, ...] = ()
-    custom_args: Mapping[str, str] = field(default=_EMPTY)
+    custom_args: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
