@@ -143,7 +143,10 @@ def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
         try:
             return max(0.0, float(retry_after))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
+            try:
+                when = email.utils.parsedate_to_datetime(retry_after)
+            except (TypeError, ValueError, IndexError):
+                when = None
             if when is not None:
                 return max(0.0, when.timestamp() - now)
     reset = _header(headers, "X-RateLimit-Reset")
