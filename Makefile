@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 types: $(STAMP)
-	$(BIN)/mypy layers/shared functions infra tests bench
+	$(BIN)/mypy layers/shared infra tests $(wildcard functions/*/*.py) $(wildcard bench/*.py)
 
 template-checks: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
