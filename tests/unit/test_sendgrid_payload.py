@@ -47,3 +47,10 @@ def test_retry_after_reads_seconds_dates_and_rate_limit_resets() -> None:
     assert retry_after_seconds({"X-RateLimit-Reset": str(int(now) + 60)}, now) == pytest.approx(60, abs=1.5)
     assert retry_after_seconds({}, now) is None
     assert retry_after_seconds({"Retry-After": "soon"}, now) is None
+
+
+def test_names_lose_the_characters_sendgrid_refuses_and_line_breaks() -> None:
+    message = MailMessage(sender=Address("a@esp.example.org", "Smith, John;\r\nBcc: x@evil.org"), subject="s", text="t")
+    payload = build_payload(message, [Personalization(to=(Address("b@example.org", "Park, Ada"),))])
+    assert payload["from"]["name"] == "Smith John Bcc: x@evil.org"
+    assert payload["personalizations"][0]["to"][0]["name"] == "Park Ada"

@@ -49,10 +49,17 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+def display_name(name: str) -> str:
+    """A name SendGrid accepts: it refuses ``,`` and ``;`` in names, and no header may carry CR/LF."""
+    cleaned = " ".join(name.replace(",", " ").replace(";", " ").split())
+    return cleaned.strip('"')
+
+
 def _address(address: Any) -> dict[str, str]:
-    out = {"email": address.email}
-    if address.name:
-        out["name"] = address.name
+    out = {"email": address.email.strip()}
+    name = display_name(address.name or "")
+    if name:
+        out["name"] = name
     return out
 
 
