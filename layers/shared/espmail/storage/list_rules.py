@@ -75,11 +75,15 @@ class RedirectRepository:
         item = answer.get("Item")
         return parse_redirect(_plain(item)) if item else None
 
-    def all(self) -> Iterator[Redirect | RuleProblem]:
+    def raw_items(self) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(TableName=self._table):
+        for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
             for item in page.get("Items", []):
-                yield parse_redirect(_plain(item))
+                yield _plain(item)
+
+    def all(self) -> Iterator[Redirect | RuleProblem]:
+        for item in self.raw_items():
+            yield parse_redirect(item)
 
     def put(self, redirect: Redirect) -> None:
         item = {"original": redirect.original.lower(), "destinations": list(redirect.destinations)}
