@@ -1,0 +1,103 @@
+"""What the mailgate decided about a received message, as the InboundLog keeps it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Decision(StrEnum):
+    FORWARDED = "forwarded"
+    REFUSED = "refused"
+    DROPPED = "dropped"
+
+
+class InboundStatus(StrEnum):
+    RECEIVED = "received"  # recorded, not (yet) fully handled: a retry does what is left
+    DONE = "done"  # every recipient address has its decision
+    FAILED = "failed"  # an attempt raised; Lambda's retries (then the on-failure queue) take over
+
+
+class ForwardState(StrEnum):
+    SENDING = "sending"  # claimed under a lease; batches recorded as they are accepted
+    SENT = "sent"  # every batch accepted by SendGrid
+    FAILED = "failed"  # the last attempt failed; a retry may claim it again
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientDecision:
+    """The decision for one address the message was sent to (a list, a redirect, an alias)."""
+
+    address: str
+    decision: Decision
+    reason: str
+    rule: str = ""
+    handler: str = ""
+    list_id: str = ""
+    fan_out: int = 0
+    forwarded_to: tuple[str, ...] = ()  # at most MAX_LOGGED_RECIPIENTS; fan_out has the count
+    sendgrid_message_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardProgress:
+    """Where forwarding to one list stands (the per-list idempotency record)."""
+
+    address: str
+    state: ForwardState
+    batches: int
+    sent_batches: frozenset[int]
+    lease_until: int
+    attempts: int
+    sendgrid_message_ids: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    message_id: str
+    received_at: datetime
+    status: InboundStatus
+    attempts: int
+    source: str = ""
+    recipients: tuple[str, ...] = ()
+    s3_key: str = ""
+    subject: str = ""
+    from_address: str = ""
+    sender_username: str = ""
+    authenticated: bool = False
+    auth_reason: str = ""
+    size: int = 0
+    verdicts: Mapping[str, str] = field(default_factory=dict)
+    decisions: tuple[RecipientDecision, ...] = ()
+    forwards: tuple[ForwardProgress, ...] = ()
+    notice: str = ""
+    last_error: str = ""
+
+    @property
+    def decision(self) -> Decision | None:
+        """The message's overall decision: forwarded if any address was, else refused, else dropped."""
+        found = {d.decision for d in self.decisions}
+        for decision in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED):
+            if decision in found:
+                return decision
+        return None
+
+    @property
+    def reason(self) -> str:
+        overall = self.decision
+        return "; ".join(dict.fromkeys(d.reason for d in self.decisions if d.decision is overall))
+
+    @property
+    def fan_out(self) -> int:
+        return sum(d.fan_out for d in self.decisions)
+
+    def decision_for(self, address: str) -> RecipientDecision | None:
+        wanted = address.strip().lower()
+        return next((d for d in self.decisions if d.address == wanted), None)
+
+    def forward_for(self, address: str) -> ForwardProgress | None:
+        wanted = address.strip().lower()
+        return next((f for f in self.forwards if f.address == wanted), None)

@@ -1,0 +1,189 @@
+"""The forwarded message (DESIGN.md, incoming step 8), as SendGrid request bodies.
+
+- From ``"Name" <username@site>`` (the sender's account name, never the header's display name, so
+  nothing the sender wrote reaches an address header); a rule's ``from_email`` replaces the address.
+- Reply-To by the rule's policy: the list address (plus the sender's alias when the sender is not on
+  the list), the sender's alias only, or none.
+- To and Cc are not copied; the envelope recipients are the handler's, one personalization each (or,
+  for a ``cc_all`` rule, visible together in one), at most 1,000 per request.
+- Subject: the rule's prefix and the class code are added once; a reply that already carries them
+  (``Re: [E1234] ...``) keeps exactly one.
+- A new Message-ID: the received one is never copied, SendGrid gives each copy its own; In-Reply-To
+  and References are kept for threading; ``List-Id``, ``List-Post``, ``Precedence: list`` and
+  ``Delivered-To: <list address>`` (the loop marker a returning copy is recognised by) are added.
+- Nothing else from the received headers: DKIM-Signature, Return-Path, Received, ARC-*, X-SES-* stay
+  behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from espmail.domain.list_rules import ListRule, ReplyToPolicy
+from espmail.domain.mail import Address, MailMessage, Personalization
+from espmail.incoming.handlers import display_name
+from espmail.mime import ConvertedMail, to_sendgrid_attachments
+from espmail.settings import SiteSettings
+from espmail.transport.sendgrid_mailer import MAX_PERSONALIZATIONS, MAX_RECIPIENTS, build_payload
+
+HTML_TO_TEXT_LIMIT = 512 * 1024  # larger HTML-only bodies travel as HTML alone
+_LINE_BREAKS = re.compile(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\x85]+")
+_LIST_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def one_line(value: str) -> str:
+    return " ".join(_LINE_BREAKS.sub(" ", value).split())
+
+
+def bracketed(tag: str) -> str:
+    tag = one_line(tag)
+    if not tag:
+        return ""
+    return tag if tag.startswith("[") and tag.endswith("]") else f"[{tag}]"
+
+
+def forwarded_subject(subject: str, class_code: str, prefix: str) -> str:
+    """``[prefix] [E1234] subject``, each tag added only when the subject does not carry it yet."""
+    result = one_line(subject)
+    for tag in (bracketed(class_code), bracketed(prefix)):
+        if tag and tag.lower() not in result.lower():
+            result = f"{tag} {result}".strip()
+    return result
+
+
+def list_id(list_address: str) -> str:
+    """RFC 2919 list identifier: ``e1234-class.esp.example.org``."""
+    local, _, domain = list_address.lower().rpartition("@")
+    local = _LIST_ID_UNSAFE.sub("-", local).strip("-") or "list"
+    return f"{local}.{domain}"
+
+
+def own_list_ids(site: SiteSettings) -> str:
+    """The suffix every List-Id of this site ends with."""
+    return f".{site.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPlan:
+    """What to forward to one list: its address, rule, recipients and what the handler said."""
+
+    list_address: str
+    rule: ListRule
+    recipients: tuple[Address, ...]
+    class_code: str
+    list_name: str
+    sender_is_member: bool
+
+
+def sender_alias(username: str, name: str, site: SiteSettings) -> Address:
+    return Address(f"{username}@{site.domain}", display_name(name))
+
+
+def reply_to(plan: ForwardPlan, alias: Address) -> tuple[Address, ...]:
+    policy = plan.rule.reply_to
+    if policy is ReplyToPolicy.NONE:
+        return ()
+    if policy is ReplyToPolicy.SENDER:
+        return (alias,)
+    addresses = [Address(plan.list_address, display_name(plan.list_name))]
+    if not plan.sender_is_member:
+        addresses.append(alias)
+    return tuple(addresses)
+
+
+def html_to_text(html: str) -> str | None:
+    if len(html) > HTML_TO_TEXT_LIMIT:
+        return None
+    import html2text
+
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    text = str(converter.handle(html)).strip()
+    return text or None
+
+
+def forwarded_message(
+    converted: ConvertedMail,
+    plan: ForwardPlan,
+    *,
+    sender_username: str,
+    sender_name: str,
+    site: SiteSettings,
+    ses_message_id: str,
+    text: str | None,
+) -> MailMessage:
+    alias = sender_alias(sender_username, sender_name, site)
+    sender = Address(plan.rule.from_email, alias.name) if plan.rule.from_email else alias
+    identifier = list_id(plan.list_address)
+    headers = {
+        "List-Id": f"{display_name(plan.list_name) or identifier} <{identifier}>",
+        "List-Post": f"<mailto:{plan.list_address}>",
+        "Precedence": "list",
+        "Delivered-To": plan.list_address,
+    }
+    if converted.in_reply_to:
+        headers["In-Reply-To"] = one_line(converted.in_reply_to)
+    if converted.references:
+        headers["References"] = one_line(converted.references)
+    return MailMessage(
+        sender=sender,
+        subject=forwarded_subject(converted.subject, plan.class_code, plan.rule.subject_prefix),
+        text=text,
+        html=converted.html,
+        reply_to=reply_to(plan, alias),
+        headers=headers,
+        categories=("list-mail",),
+        custom_args={"inbound_message_id": ses_message_id, "list": plan.list_address},
+    )
+
+
+def personalizations(plan: ForwardPlan) -> list[Personalization]:
+    if plan.rule.cc_all:
+        return [
+            Personalization(to=plan.recipients[i : i + MAX_PERSONALIZATIONS])
+            for i in range(0, len(plan.recipients), MAX_PERSONALIZATIONS)
+        ]
+    return [Personalization(to=(address,)) for address in plan.recipients]
+
+
+def request_bodies(message: MailMessage, converted: ConvertedMail, plan: ForwardPlan) -> list[dict[str, Any]]:
+    """One SendGrid request body per up to 1,000 recipients, attachments as the converter shaped them."""
+    attachments = to_sendgrid_attachments(converted.attachments) if converted.attachments else []
+    bodies: list[dict[str, Any]] = []
+    for batch in batches(personalizations(plan)):
+        body = build_payload(message, batch)
+        if attachments:
+            body["attachments"] = attachments
+        bodies.append(body)
+    return bodies
+
+
+def batches(envelopes: Sequence[Personalization]) -> list[list[Personalization]]:
+    """Requests of at most 1,000 personalizations and 1,000 recipients, in order (deterministic, so a
+    retry's batch numbers mean what they meant the first time)."""
+    result: list[list[Personalization]] = []
+    current: list[Personalization] = []
+    count = 0
+    for envelope in envelopes:
+        if current and (len(current) >= MAX_PERSONALIZATIONS or count + len(envelope.to) > MAX_RECIPIENTS):
+            result.append(current)
+            current, count = [], 0
+        current.append(envelope)
+        count += len(envelope.to)
+    if current:
+        result.append(current)
+    return result
+
+
+def request_size(body: dict[str, Any]) -> int:
+    """Bytes of the request as the sendgrid client sends it (``json.dumps`` with its defaults)."""
+    return len(json.dumps(body).encode("utf-8"))
+
+
+def largest_request(bodies: Sequence[dict[str, Any]]) -> int:
+    return max((request_size(b) for b in bodies), default=0)

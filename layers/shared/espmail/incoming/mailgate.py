@@ -1,0 +1,565 @@
+"""The mailgate use case: one SES receipt in, each recipient address forwarded, refused or dropped
+(DESIGN.md, "Incoming pipeline", steps 1-11).
+
+Delivery guarantee, per list address of a message:
+
+- a message is recorded in InboundLog by SES ``messageId`` with a conditional write; a delivery of a
+  message already handled (SES and Lambda's async retries both deliver twice) does nothing;
+- a list is claimed with a conditional write before anything is sent and each SendGrid request
+  (up to 1,000 recipients) is recorded as it is accepted, so a redelivery never sends a recorded request
+  again, and two concurrent deliveries never both send to a list;
+- a transient failure (S3, DynamoDB, SendGrid 429/5xx/timeout) raises after recording it, so Lambda's
+  async retries and then the on-failure queue take over, and the retry sends only what is left.
+
+So forwarding is at most once per list and request, but for one case that no client can rule out: a
+request SendGrid accepted whose answer was lost (a timeout, a dropped connection, a crash between the
+answer and its record) is sent again by the retry. Nothing is dropped silently: every address gets a
+decision and a reason in InboundLog; refusals reach registered, authenticated senders as a notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import getaddresses
+from typing import Any, Protocol
+
+from espmail.domain.inbound import Decision, ForwardState, InboundRecord, InboundStatus, RecipientDecision
+from espmail.domain.list_rules import ListRule, RuleProblem
+from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
+from espmail.domain.people import User
+from espmail.errors import PermanentSendError, RetryableSendError
+from espmail.incoming.events import SesReceipt, Verdict, Verdicts
+from espmail.incoming.forward import (
+    ForwardPlan,
+    forwarded_message,
+    html_to_text,
+    largest_request,
+    list_id,
+    request_bodies,
+)
+from espmail.incoming.handlers import HANDLERS, Directories, HandlerResult, user_address
+from espmail.incoming.identity import Sender, domain_of, identify_sender
+from espmail.incoming.notices import Refusal, refusal_notice
+from espmail.incoming.rules import RuleMatcher
+from espmail.incoming.settings import MailgateSettings, SpamPolicy
+from espmail.mime import ConvertedMail, convert, parse_message, safe_header_all
+from espmail.observability import logger
+from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
+
+SES_TIMESTAMP_WINDOW = timedelta(days=30)
+NOTICE_KEEP = timedelta(days=2)
+
+
+class RuleSource(Protocol):
+    def load(self) -> tuple[list[ListRule], list[RuleProblem]]: ...
+
+
+class RawMail(Protocol):
+    def fetch(self, key: str) -> bytes: ...
+
+
+class Mailer(Protocol):
+    def send(self, message: MailMessage, personalizations: Sequence[Personalization]) -> SendReceipt: ...
+
+    def send_payload(self, payload: dict[str, Any]) -> SendReceipt: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where mail to one address goes, and why (``explain`` answers with this, nothing is sent)."""
+
+    address: str
+    decision: Decision
+    reason: str
+    rule: ListRule | None = None
+    recipients: tuple[Address, ...] = ()
+    class_code: str = ""
+    list_name: str = ""
+    member_usernames: frozenset[str] = frozenset()
+    tried: tuple[str, ...] = ()  # "rule: why it yielded nobody", in order
+    problems: tuple[RuleProblem, ...] = ()  # rules skipped as broken or too slow
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0]
+
+    @property
+    def list_id(self) -> str:
+        return list_id(self.address) if self.decision is Decision.FORWARDED else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery of a message came to."""
+
+    message_id: str
+    decisions: tuple[RecipientDecision, ...]
+    repeated: bool = False  # the message had been handled already: nothing was done this time
+    notice: str = ""
+
+    @property
+    def decision(self) -> Decision | None:
+        found = {d.decision for d in self.decisions}
+        return next((d for d in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED) if d in found), None)
+
+    @property
+    def reason(self) -> str:
+        overall = self.decision
+        return "; ".join(dict.fromkeys(d.reason for d in self.decisions if d.decision is overall))
+
+    @property
+    def forwarded_to(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a for d in self.decisions for a in d.forwarded_to))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "decision": self.decision.value if self.decision else None,
+            "reason": self.reason,
+            "repeated": self.repeated,
+            "notice": self.notice,
+            "recipients": [
+                {
+                    "address": d.address,
+                    "decision": d.decision.value,
+                    "reason": d.reason,
+                    "rule": d.rule,
+                    "fan_out": d.fan_out,
+                }
+                for d in self.decisions
+            ],
+        }
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Delivery:
+    """The working state of one delivery of one message."""
+
+    receipt: SesReceipt
+    now: datetime
+    decisions: dict[str, RecipientDecision] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # site addresses still without a decision
+    refusals: list[Refusal] = field(default_factory=list)
+    incomplete: bool = False  # a list is in a concurrent delivery's hands: leave the message open
+
+    def decide(self, address: str, decision: Decision, reason: str, **extra: Any) -> None:
+        self.decisions[address] = RecipientDecision(address, decision, reason, **extra)
+        if address in self.pending:
+            self.pending.remove(address)
+
+    def decide_all(self, decision: Decision, reason: str) -> None:
+        for address in list(self.pending):
+            self.decide(address, decision, reason)
+
+
+class Mailgate:
+    def __init__(
+        self,
+        settings: MailgateSettings,
+        *,
+        directories: Directories,
+        rules: RuleSource,
+        log: InboundLog,
+        raw_mail: RawMail,
+        mailer: Mailer,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.site = settings.site
+        self.directories = directories
+        self.rules = rules
+        self.log = log
+        self.raw_mail = raw_mail
+        self.mailer = mailer
+        self.clock = clock
+
+    # ------------------------------------------------------------------ public API
+    def explain(self, address: str, sender: str | None = None) -> Resolution:
+        """Which rule takes mail to ``address``, who would receive it, or why it would be refused.
+
+        ``sender`` is a From address, taken as authenticated; without one the rules are judged for a
+        registered sender who is neither teacher nor admin. Nothing is sent or recorded.
+        """
+        address = address.strip().lower()
+        if "@" not in address:
+            address = f"{address}@{self.site.domain}"
+        if sender:
+            who = identify_sender(
+                sender,
+                "",
+                Verdicts(dmarc=Verdict.PASS),
+                envelope_sender=sender,
+                dkim_signatures=(),
+                users=self.directories.users,
+            )
+            if not who.known:
+                return Resolution(address, Decision.REFUSED, f"unknown sender: {who.reason}")
+        else:
+            who = Sender("", "", User("(any registered sender)", 0, ""), True, True, "assumed")
+        return self._resolve(address, who, self._matcher())
+
+    def receive(self, receipt: SesReceipt) -> Outcome:
+        """Handles one delivery of one received message (see the module docstring for the guarantee)."""
+        now = self.clock()
+        key = receipt.object_key(self.settings.raw_mail_prefix)
+        record, first = self.log.begin(
+            receipt.message_id,
+            received_at=_received_at(receipt, now),
+            now=now,
+            source=receipt.source,
+            recipients=receipt.recipients,
+            s3_key=key,
+            subject=receipt.common_headers.subject,
+            verdicts=receipt.verdicts.as_dict(),
+        )
+        if not first and record.status is InboundStatus.DONE:
+            logger().info(
+                "message already handled; this delivery does nothing",
+                extra={"message_id": receipt.message_id, "attempts": record.attempts},
+            )
+            return Outcome(receipt.message_id, record.decisions, repeated=True, notice=record.notice)
+        try:
+            return self._handle(receipt, key, now, record)
+        except Exception as exc:
+            logger().exception(
+                "mailgate attempt failed; Lambda's retries take over", extra={"message_id": receipt.message_id}
+            )
+            try:
+                self.log.record_failure(receipt.message_id, f"{type(exc).__name__}: {exc}", now=self.clock())
+            except Exception:  # noqa: BLE001 - the original error is raised; this one is logged with it
+                logger().exception("could not record the failure", extra={"message_id": receipt.message_id})
+            raise
+
+    # ------------------------------------------------------------------ steps
+    def _handle(self, receipt: SesReceipt, key: str, now: datetime, record: InboundRecord) -> Outcome:
+        delivery = _Delivery(receipt, now)
+        for address in dict.fromkeys(r.strip().lower() for r in receipt.recipients if r.strip()):
+            if domain_of(address) == self.site.domain:
+                delivery.pending.append(address)
+            else:
+                delivery.decide(address, Decision.DROPPED, f"{address} is not an address of {self.site.domain}")
+        if not self._screen(delivery):
+            return self._finish(delivery)
+        raw = self.raw_mail.fetch(key)
+        parsed = parse_message(raw)
+        converted = convert(parsed)
+        if not self._loop_free(delivery, parsed, converted):
+            return self._finish(delivery)
+        sender = self._identify(delivery, parsed, converted, len(raw))
+        if not sender.known:
+            delivery.decide_all(Decision.REFUSED, f"unknown sender: {sender.reason}")
+            return self._finish(delivery, notice="none: the sender is not a registered, authenticated account")
+        matcher = self._matcher()
+        plans: list[tuple[str, Resolution]] = []
+        for address in list(delivery.pending):
+            resolution = self._resolve(address, sender, matcher)
+            if resolution.decision is Decision.FORWARDED:
+                plans.append((address, resolution))
+            else:
+                rule = resolution.rule.name if resolution.rule else ""
+                delivery.decide(address, Decision.REFUSED, resolution.reason, rule=rule)
+                delivery.refusals.append(Refusal(address, resolution.reason))
+        for problem in matcher.problems:
+            logger().warning("list rule skipped", extra={"problem": str(problem), "message_id": receipt.message_id})
+        self._forward_all(delivery, plans, sender, converted)
+        return self._finish(delivery, notice=self._notify(delivery, sender, converted))
+
+    def _screen(self, delivery: _Delivery) -> bool:
+        """Step 2: virus FAIL, and spam FAIL unless the policy forwards spam, are dropped."""
+        verdicts = delivery.receipt.verdicts
+        if verdicts.virus is Verdict.FAIL:
+            delivery.decide_all(Decision.DROPPED, "virus verdict FAIL")
+        elif verdicts.spam is Verdict.FAIL and self.settings.spam_policy is SpamPolicy.DROP:
+            delivery.decide_all(Decision.DROPPED, "spam verdict FAIL (spam policy: drop)")
+        if not delivery.pending:
+            logger().info(
+                "message dropped", extra={"message_id": delivery.receipt.message_id, "verdicts": verdicts.as_dict()}
+            )
+        return bool(delivery.pending)
+
+    def _own(self, address: str) -> bool:
+        address = address.strip().lower()
+        domain = domain_of(address)
+        return bool(address) and (
+            address in self.site.own_addresses or domain == self.site.domain or domain.endswith("." + self.site.domain)
+        )
+
+    def _loop_free(self, delivery: _Delivery, parsed: EmailMessage, converted: ConvertedMail) -> bool:
+        """Step 4: this site's List-Id, the system's own From or envelope, or this address's Delivered-To."""
+        for value in safe_header_all(parsed, "list-id"):
+            identifier = value.rpartition("<")[2].rstrip(">").strip().lower() if "<" in value else value.strip().lower()
+            if identifier.endswith("." + self.site.domain):
+                delivery.decide_all(Decision.DROPPED, f"loop: the message carries this site's List-Id {identifier}")
+                return False
+        from_address = converted.from_address.email if converted.from_address else ""
+        for what, address in (("From", from_address), ("envelope sender", delivery.receipt.source)):
+            if self._own(address):
+                delivery.decide_all(
+                    Decision.DROPPED, f"loop: the {what} {address.lower()} is this system's own address"
+                )
+                return False
+        delivered = {a.strip().lower() for _, a in getaddresses(safe_header_all(parsed, "delivered-to")) if a}
+        for address in list(delivery.pending):
+            if address in delivered:
+                delivery.decide(address, Decision.DROPPED, f"loop: the message was already delivered to {address}")
+        if not delivery.pending:
+            logger().info("message dropped as a loop", extra={"message_id": delivery.receipt.message_id})
+        return bool(delivery.pending)
+
+    def _identify(self, delivery: _Delivery, parsed: EmailMessage, converted: ConvertedMail, size: int) -> Sender:
+        """Step 5: the From, looked up and counted only when authenticated."""
+        from_address = converted.from_address
+        sender = identify_sender(
+            from_address.email if from_address else "",
+            from_address.name if from_address else "",
+            delivery.receipt.verdicts,
+            envelope_sender=delivery.receipt.source,
+            dkim_signatures=safe_header_all(parsed, "dkim-signature"),
+            users=self.directories.users,
+        )
+        self.log.record_sender(
+            delivery.receipt.message_id,
+            from_address=sender.address,
+            sender_username=sender.account.username if sender.account else "",
+            authenticated=sender.authenticated,
+            auth_reason=sender.reason,
+            size=size,
+        )
+        return sender
+
+    def _matcher(self) -> RuleMatcher:
+        rules, problems = self.rules.load()
+        return RuleMatcher(rules, timeout=self.settings.regex_timeout_seconds, problems=list(problems))
+
+    def _resolve(self, address: str, sender: Sender, matcher: RuleMatcher) -> Resolution:
+        """Step 6: the first rule, in ``seq`` order, whose regex matches and whose handler yields."""
+        local, _, domain = address.rpartition("@")
+        if domain != self.site.domain or not local:
+            return Resolution(address, Decision.REFUSED, f"{address} is not an address of {self.site.domain}")
+        tried: list[str] = []
+        for match in matcher.matches(local):
+            handler = HANDLERS[match.rule.handler]
+            result: HandlerResult = handler(match, local, sender, self.directories, self.site.domain)
+            if result.yields:
+                return Resolution(
+                    address,
+                    Decision.FORWARDED,
+                    f"rule {match.rule.name} ({match.rule.handler.value}): {len(result.recipients)} recipients",
+                    rule=match.rule,
+                    recipients=result.recipients,
+                    class_code=result.class_code,
+                    list_name=result.list_name,
+                    member_usernames=result.member_usernames,
+                    tried=tuple(tried),
+                    problems=tuple(matcher.problems),
+                )
+            tried.append(f"{match.rule.name}: {result.reason}")
+        reason = f"no list rule takes mail for {local}" + (f" ({'; '.join(tried)})" if tried else " (no rule matches)")
+        return Resolution(address, Decision.REFUSED, reason, tried=tuple(tried), problems=tuple(matcher.problems))
+
+    # ------------------------------------------------------------------ forwarding
+    def _forward_all(
+        self, delivery: _Delivery, plans: Sequence[tuple[str, Resolution]], sender: Sender, converted: ConvertedMail
+    ) -> None:
+        """Steps 8-10 for every list, each recipient once per message (the first list that reaches them)."""
+        account = sender.account
+        assert account is not None
+        text = converted.text if converted.text is not None or converted.html is None else html_to_text(converted.html)
+        reached: set[str] = set()
+        for address, resolution in plans:
+            assert resolution.rule is not None
+            recipients = tuple(r for r in resolution.recipients if r.email.lower() not in reached)
+            base = {"rule": resolution.rule.name, "handler": resolution.rule.handler.value, "list_id": list_id(address)}
+            if not recipients:
+                delivery.decide(
+                    address, Decision.FORWARDED, "every recipient already received it through another address", **base
+                )
+                continue
+            member = account.username in resolution.member_usernames or account.email.lower() in {
+                r.email.lower() for r in resolution.recipients
+            }
+            plan = ForwardPlan(
+                address, resolution.rule, recipients, resolution.class_code, resolution.list_name, member
+            )
+            message = forwarded_message(
+                converted,
+                plan,
+                sender_username=account.username,
+                sender_name=account.name,
+                site=self.site,
+                ses_message_id=delivery.receipt.message_id,
+                text=text,
+            )
+            bodies = request_bodies(message, converted, plan)
+            size = largest_request(bodies)
+            if size > self.settings.max_request_bytes:
+                reason = (
+                    f"too large: forwarding it takes a {size / 1_000_000:.1f} MB request; "
+                    f"at most {self.settings.max_request_bytes / 1_000_000:.1f} MB can be sent"
+                )
+                delivery.decide(address, Decision.REFUSED, reason, **base)
+                delivery.refusals.append(Refusal(address, reason, too_large=True))
+                continue
+            decided = self._send_list(delivery, plan, bodies)
+            if decided is None:
+                delivery.incomplete = True
+                delivery.pending.remove(address)
+                continue
+            delivery.decide(address, decided.decision, decided.reason, **{**_extra(decided), **base})
+            if decided.decision is Decision.FORWARDED:
+                reached.update(r.email.lower() for r in recipients)
+
+    def _lease_until(self, batches: int) -> int:
+        seconds = 60 + 3 * self.settings.sendgrid.timeout_seconds * max(1, batches)
+        return int(self.clock().timestamp() + seconds)
+
+    def _send_list(
+        self, delivery: _Delivery, plan: ForwardPlan, bodies: Sequence[dict[str, Any]]
+    ) -> RecipientDecision | None:
+        """Sends one list's requests under its claim; None when a concurrent delivery holds the list."""
+        message_id = delivery.receipt.message_id
+        address = plan.list_address
+        forwarded_to = tuple(r.email for r in plan.recipients[:MAX_LOGGED_RECIPIENTS])
+        fan_out = len(plan.recipients)
+        claimed, progress = self.log.claim_forward(
+            message_id, address, batches=len(bodies), lease_until=self._lease_until(len(bodies)), now=self.clock()
+        )
+        if not claimed:
+            if progress is not None and progress.state is ForwardState.SENT:
+                return RecipientDecision(
+                    address,
+                    Decision.FORWARDED,
+                    f"forwarded to {fan_out} recipients (by an earlier delivery of this message)",
+                    fan_out=fan_out,
+                    forwarded_to=forwarded_to,
+                    sendgrid_message_ids=progress.sendgrid_message_ids,
+                )
+            logger().info("list held by a concurrent delivery", extra={"message_id": message_id, "list": address})
+            return None
+        assert progress is not None
+        ids = list(progress.sendgrid_message_ids)
+        todo = [i for i in range(len(bodies)) if i not in progress.sent_batches]
+        if progress.attempts > 1 and todo:
+            logger().warning(
+                "retrying a list: requests recorded as sent are skipped, the others sent",
+                extra={"message_id": message_id, "list": address, "sent": sorted(progress.sent_batches)},
+            )
+        for i in todo:
+            try:
+                receipt = self.mailer.send_payload(bodies[i])
+            except RetryableSendError as exc:
+                self.log.mark_forward_failed(message_id, address, str(exc), now=self.clock())
+                raise
+            except PermanentSendError as exc:
+                self.log.mark_forward_failed(message_id, address, str(exc), now=self.clock())
+                logger().error(
+                    "SendGrid refused a forward", extra={"message_id": message_id, "list": address, "error": str(exc)}
+                )
+                if exc.status == 413:
+                    reason = "too large: SendGrid refused the request as too large"
+                    delivery.refusals.append(Refusal(address, reason, too_large=True))
+                    return RecipientDecision(address, Decision.REFUSED, reason)
+                sent = len(ids)
+                return RecipientDecision(
+                    address,
+                    Decision.DROPPED if not sent else Decision.FORWARDED,
+                    f"SendGrid refused request {i + 1} of {len(bodies)}: {exc}",
+                    fan_out=fan_out if sent else 0,
+                    forwarded_to=forwarded_to if sent else (),
+                    sendgrid_message_ids=tuple(ids),
+                )
+            ids.append(receipt.message_id)
+            self.log.mark_batch_sent(message_id, address, i, receipt.message_id, last=i == todo[-1])
+        if not todo:
+            self.log.mark_forward_sent(message_id, address, now=self.clock())
+        logger().info("forwarded", extra={"message_id": message_id, "list": address, "fan_out": fan_out})
+        return RecipientDecision(
+            address,
+            Decision.FORWARDED,
+            f"forwarded to {fan_out} recipients",
+            fan_out=fan_out,
+            forwarded_to=forwarded_to,
+            sendgrid_message_ids=tuple(ids),
+        )
+
+    # ------------------------------------------------------------------ notices and the record
+    def _notify(self, delivery: _Delivery, sender: Sender, converted: ConvertedMail) -> str:
+        """Step 7/10: at most one notice per registered, authenticated sender per day; never to ourselves."""
+        if not delivery.refusals:
+            return ""
+        account = sender.account
+        if account is None or not sender.authenticated:
+            return "none: the sender is not a registered, authenticated account"
+        if not self.settings.notices:
+            return "none: notices are turned off"
+        if self._own(account.email) or self._own(sender.address):
+            return "none: the sender is this system's own address"
+        day = delivery.now.astimezone(UTC).date().isoformat()
+        message_id = delivery.receipt.message_id
+        if not self.log.claim_notice(account.email, day, message_id=message_id, expires_at=delivery.now + NOTICE_KEEP):
+            return f"none: {account.email} already had a notice on {day}"
+        notice, envelope = refusal_notice(
+            user_address(account),
+            delivery.refusals,
+            subject=converted.subject,
+            original_message_id=converted.message_id,
+            site=self.site,
+            max_megabytes=self.settings.max_request_bytes / 1_000_000,
+        )
+        try:
+            self.mailer.send(notice, [envelope])
+        except RetryableSendError:
+            self.log.release_notice(account.email, day, message_id=message_id)
+            raise
+        except PermanentSendError as exc:
+            logger().error("SendGrid refused a notice", extra={"message_id": message_id, "error": str(exc)})
+            return f"not sent: SendGrid refused it ({exc})"
+        return f"sent to {account.email}"
+
+    def _finish(self, delivery: _Delivery, notice: str | None = None) -> Outcome:
+        decisions = list(delivery.decisions.values())
+        self.log.record_decisions(
+            delivery.receipt.message_id,
+            decisions,
+            done=not delivery.incomplete and not delivery.pending,
+            now=self.clock(),
+            notice=notice,
+        )
+        for decision in decisions:
+            logger().info(
+                "decision",
+                extra={
+                    "message_id": delivery.receipt.message_id,
+                    "address": decision.address,
+                    "decision": decision.decision.value,
+                    "reason": decision.reason,
+                    "fan_out": decision.fan_out,
+                },
+            )
+        return Outcome(delivery.receipt.message_id, tuple(decisions), notice=notice or "")
+
+
+def _received_at(receipt: SesReceipt, now: datetime) -> datetime:
+    """SES's timestamp when it is plausible (sample events say 1970), else the time of handling."""
+    try:
+        stamp = datetime.fromisoformat(receipt.timestamp)
+    except ValueError:
+        return now
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp if now - SES_TIMESTAMP_WINDOW <= stamp <= now + timedelta(days=1) else now
+
+
+def _extra(decision: RecipientDecision) -> dict[str, Any]:
+    return {
+        "fan_out": decision.fan_out,
+        "forwarded_to": decision.forwarded_to,
+        "sendgrid_message_ids": decision.sendgrid_message_ids,
+    }
