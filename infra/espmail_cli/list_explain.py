@@ -1,0 +1,48 @@
+"""``espmail lists test``: the mailgate's own ``explain`` (which rule, who would receive, or why it would
+be refused), over the target's tables. Nothing is sent or recorded."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from espmail.domain.inbound import Decision
+from espmail_cli.context import CliContext
+
+MAILGATE = "MailgateFunction"
+
+
+def explain_address(obj: CliContext, address: str, sender: str) -> Decision:
+    from espmail.incoming.settings import MailgateSettings
+    from espmail.incoming.wiring import build_mailgate
+
+    target = obj.target
+    settings = MailgateSettings.from_env(target.environment(MAILGATE))
+    mailgate = build_mailgate(settings, dynamodb=target.client("dynamodb"), s3=target.client("s3"))
+    resolution = mailgate.explain(address, sender)
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    colour = {Decision.FORWARDED: "green", Decision.REFUSED: "yellow"}.get(resolution.decision, "red")
+    facts.add_row("address", resolution.address)
+    facts.add_row("from", sender)
+    facts.add_row("decision", f"[{colour}]{resolution.decision.value}[/]")
+    facts.add_row("why", resolution.reason or "-")
+    if resolution.rule is not None:
+        facts.add_row("rule", f"{resolution.rule.name} (seq {resolution.rule.seq}, {resolution.rule.handler.value})")
+    if resolution.list_id:
+        facts.add_row("List-Id", resolution.list_id)
+    if resolution.decision is Decision.FORWARDED:
+        facts.add_row("would reach", f"{len(resolution.recipients)} addresses")
+    obj.console.print(facts)
+    if resolution.recipients:
+        people = Table(title="Recipients", title_justify="left")
+        people.add_column("name")
+        people.add_column("address")
+        for recipient in resolution.recipients:
+            people.add_row(recipient.name, recipient.email)
+        obj.console.print(people)
+    for tried in resolution.tried:
+        obj.console.print(f"  tried {tried}")
+    for problem in resolution.problems:
+        obj.console.print(f"  [red]skipped[/] {problem}")
+    return resolution.decision

@@ -1,0 +1,76 @@
+"""How the command line speaks: one clear line per error a person can cause (never a traceback), rich
+tables for what it shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.table import Table
+
+from espmail.errors import EspMailError
+from espmail_cli.context import CliContext, TargetUnavailable
+
+
+class Failure(click.ClickException):
+    """Printed as ``error: <message>`` on stderr, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class TargetFailure(Failure):
+    """The stack to work against cannot be found: exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+def aws_error_line(exc: BotoCoreError | ClientError) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "") or "a call"
+        return f"AWS refused {operation}: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+    return f"AWS could not be reached: {exc}"
+
+
+def as_failure(exc: BaseException) -> Failure | None:
+    """The one-line form of an error a person can cause, or ``None`` for a bug (which keeps its traceback)."""
+    if isinstance(exc, TargetUnavailable):
+        return TargetFailure(str(exc))
+    if isinstance(exc, EspMailError):
+        return Failure(str(exc))
+    if isinstance(exc, ClientError | BotoCoreError):
+        return Failure(aws_error_line(exc))
+    return None
+
+
+class EspMailGroup(click.Group):
+    """The root group: turns the project's errors and AWS errors into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (EspMailError, ClientError, BotoCoreError) as exc:
+            failure = as_failure(exc)
+            assert failure is not None
+            raise failure from exc
+
+
+def cli_context(ctx: click.Context) -> CliContext:
+    obj = ctx.find_object(CliContext)
+    if obj is None:  # a command invoked on its own (tests of a single command)
+        obj = ctx.ensure_object(CliContext)
+    return obj
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*("" if cell is None else str(cell) for cell in row))
+    return out
