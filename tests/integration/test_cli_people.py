@@ -48,10 +48,15 @@ def test_users_csv_imports_good_rows_and_names_each_bad_line(stack: Any, tmp_pat
     users = UserRepository()
     bo = users.get("student_bo")
     cy = users.get("student_cy")
-    assert bo is not None and bo.guardian_email == "mei.chen@family.example.org" and bo.is_active
-    assert cy is not None and cy.roles == {Role.STUDENT, Role.TEACHER} and cy.emergency_email == "ed@family.example.org"
+    assert bo is not None
+    assert bo.guardian_email == "mei.chen@family.example.org"
+    assert bo.is_active
+    assert cy is not None
+    assert cy.roles == {Role.STUDENT, Role.TEACHER}
+    assert cy.emergency_email == "ed@family.example.org"
     ana = users.get("teacher_ana")
-    assert ana is not None and ana.email == "ana@school.example.edu"  # the first row, not the duplicate
+    assert ana is not None
+    assert ana.email == "ana@school.example.edu"
     assert users.get("broken_mail") is None
     assert [u.username for u in users.find_by_email("ANA@school.example.edu")] == ["teacher_ana"]
 
@@ -79,8 +84,10 @@ def test_users_json_reports_the_line_each_bad_entry_starts_on(stack: Any, tmp_pa
     users = UserRepository()
     lin = users.get("lin2")
     pat = users.get("pat")
-    assert lin is not None and lin.roles == {Role.TEACHER, Role.ADMIN}
-    assert pat is not None and not pat.is_active
+    assert lin is not None
+    assert lin.roles == {Role.TEACHER, Role.ADMIN}
+    assert pat is not None
+    assert not pat.is_active
     assert users.get("mo") is None
 
 
@@ -171,7 +178,9 @@ def test_groups_and_memberships_from_csv_make_a_working_class_list(stack: Any, t
     assert "members.csv: line 5: role 'pupil' is not one of student, teacher, admin" in joined.stderr
     groups = GroupRepository()
     x9001 = groups.get("X9001")
-    assert x9001 is not None and x9001.kind is GroupKind.CLASS and x9001.sections == ("X9001s1", "X9001s2")
+    assert x9001 is not None
+    assert x9001.kind is GroupKind.CLASS
+    assert x9001.sections == ("X9001s1", "X9001s2")
     assert list(groups.members("X9001s2")) == [Membership("X9001s2", students[1], Role.STUDENT)]
     assert reaches.exit_code == 0, reaches.output
     for username in students[:2]:
@@ -203,5 +212,6 @@ def test_groups_json_carries_members_and_reports_a_bad_member_by_its_group_line(
     assert "members must be a list" in result.stderr
     assert "imported 2 groups and 2 memberships" in result.output
     groups = GroupRepository()
-    assert groups.get("Club1") is not None and groups.get("Club3") is None
+    assert groups.get("Club1") is not None
+    assert groups.get("Club3") is None
     assert [m.username for m in groups.members("Club2")] == ["jo"]
