@@ -1,14 +1,392 @@
-"""Outbox table (owned by the outgoing pipeline; extended there)."""
+"""Outbox table: one item per (request, recipient address), ESP's ``TextOfEmail``.
+
+Keys: ``request_id`` (hash) + ``recipient`` (range: ``to#<24 hex>`` for a recipient, ``notice#<round>`` for
+the failure notice to the creator). The sparse ``due`` index holds only rows still to send (``queued``, or
+``sending`` under a lease):
+
+- ``due_shard`` = ``"0"`` .. ``"7"`` (``DUE_SHARDS``), from a hash of the key, so concurrent workers can
+  each take their own shards and no partition runs hot;
+- ``due_key`` = ``"<band>#<next attempt time>"``: band 0 is priority 9 (sent first), then by time, so
+  by age. A claim moves ``next_attempt_at`` (and ``due_key``) to the lease expiry: a crashed run's rows
+  become due again by themselves. Sent, failed and cancelled rows drop ``due_shard``/``due_key`` and get
+  ``expires_at`` (DynamoDB TTL) for retention; the request keeps the counts.
+
+Write economy: new rows go out with BatchWriteItem (25 a request, ``UnprocessedItems`` retried with
+back-off); outcomes are written the same way while the writer holds the rows' lease (nobody else may
+write a leased row); a claim is one conditional UpdateItem.
+"""
 
 from __future__ import annotations
 
-from pynamodb.attributes import UnicodeAttribute
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+
+from espmail.domain.mail import Address
+from espmail.errors import ConditionFailed, EspMailError
+from espmail.outgoing.outbox import OutboxRow, RowKind, RowStatus, priority_band
+
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+MAX_UNPROCESSED_ROUNDS = 8
+_TIME = UTCDateTimeAttribute()
+
+
+def timestamp(moment: datetime) -> str:
+    """The sortable text form of a time, as UTCDateTimeAttribute stores it."""
+    text: str = _TIME.serialize(moment)  # type: ignore[no-untyped-call]
+    return text
+
+
+def due_key(priority: int, next_attempt_at: datetime) -> str:
+    return f"{priority_band(priority)}#{timestamp(next_attempt_at)}"
+
+
+class DueIndex(GlobalSecondaryIndex["OutboxItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "due"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_key = UnicodeAttribute(range_key=True)
 
 
 class OutboxItem(Model):
     class Meta:
         table_name = "unbound-outbox"
+        max_pool_connections = 32
 
     request_id = UnicodeAttribute(hash_key=True)
     recipient = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default=RowKind.BULK.value)
+    username = UnicodeAttribute(null=True)
+    recipient_kind = UnicodeAttribute(null=True)
+    to_email = UnicodeAttribute()
+    to_name = UnicodeAttribute(null=True)
+    sender_email = UnicodeAttribute()
+    sender_name = UnicodeAttribute(null=True)
+    reply_to_email = UnicodeAttribute(null=True)
+    reply_to_name = UnicodeAttribute(null=True)
+    headers = JSONAttribute(null=True)
+    subject = UnicodeAttribute()
+    text = UnicodeAttribute(null=True)
+    html = UnicodeAttribute(null=True)
+    content_hash = UnicodeAttribute()
+    category = UnicodeAttribute(null=True)
+    priority = NumberAttribute(default=5)
+    seq = NumberAttribute(null=True)
+    status = UnicodeAttribute()
+    tries = NumberAttribute(default=0)
+    next_attempt_at = UTCDateTimeAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until = UTCDateTimeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    sent_at = UTCDateTimeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    last_status = NumberAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    due_key = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+    due = DueIndex()
+
+
+def to_item(row: OutboxRow) -> OutboxItem:
+    open_row = row.status in (RowStatus.QUEUED, RowStatus.SENDING)
+    return OutboxItem(
+        request_id=row.request_id,
+        recipient=row.recipient,
+        kind=row.kind.value,
+        username=row.username or None,
+        recipient_kind=row.recipient_kind or None,
+        to_email=row.to.email,
+        to_name=row.to.name or None,
+        sender_email=row.sender.email,
+        sender_name=row.sender.name or None,
+        reply_to_email=row.reply_to.email if row.reply_to else None,
+        reply_to_name=(row.reply_to.name or None) if row.reply_to else None,
+        headers=dict(row.headers) or None,
+        subject=row.subject,
+        text=row.text or None,
+        html=row.html,
+        content_hash=row.content_hash,
+        category=row.category or None,
+        priority=row.priority,
+        seq=row.seq,
+        status=row.status.value,
+        tries=row.tries,
+        next_attempt_at=row.next_attempt_at if open_row else None,
+        lease_owner=row.lease_owner or None,
+        lease_until=row.lease_until,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        message_id=row.message_id or None,
+        last_error=row.last_error or None,
+        last_status=row.last_status,
+        due_shard=str(row.shard) if open_row else None,
+        due_key=due_key(row.priority, row.next_attempt_at) if open_row else None,
+        expires_at=None if open_row else row.expires_at,
+    )
+
+
+def to_row(item: OutboxItem) -> OutboxRow:
+    reply_to = Address(item.reply_to_email, item.reply_to_name or "") if item.reply_to_email else None
+    return OutboxRow(
+        request_id=item.request_id,
+        recipient=item.recipient,
+        to=Address(item.to_email, item.to_name or ""),
+        sender=Address(item.sender_email, item.sender_name or ""),
+        reply_to=reply_to,
+        headers={str(k): str(v) for k, v in (item.headers or {}).items()},
+        subject=item.subject,
+        text=item.text or "",
+        html=item.html,
+        content_hash=item.content_hash,
+        kind=RowKind(item.kind) if item.kind in RowKind._value2member_map_ else RowKind.BULK,
+        username=item.username or "",
+        recipient_kind=item.recipient_kind or "",
+        category=item.category or "",
+        priority=int(item.priority),
+        seq=int(item.seq or 0),
+        status=RowStatus(item.status),
+        tries=int(item.tries or 0),
+        next_attempt_at=item.next_attempt_at or item.created_at,
+        lease_owner=item.lease_owner or "",
+        lease_until=item.lease_until,
+        created_at=item.created_at,
+        sent_at=item.sent_at,
+        message_id=item.message_id or "",
+        last_error=item.last_error or "",
+        last_status=int(item.last_status) if item.last_status is not None else None,
+        expires_at=item.expires_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingRow:
+    recipient: str
+    seq: int
+    status: RowStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RowTally:
+    """Every row of one request, counted by status (notice rows excluded)."""
+
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    failures: tuple[tuple[str, str], ...] = ()  # (address, reason) of failed rows, the first 50
+
+    @property
+    def open(self) -> int:
+        return self.queued + self.sending
+
+
+class OutboxRepository:
+    """Data access for outbox rows. ``write_requests`` counts the DynamoDB write requests it made."""
+
+    def __init__(self) -> None:
+        self.write_requests = 0
+
+    # ------------------------------------------------------------------ expansion
+    def existing(self, request_id: str, recipients: Iterable[str]) -> dict[str, ExistingRow]:
+        """Which of these rows already exist (consistent reads, 100 keys a request)."""
+        keys = list(dict.fromkeys(recipients))
+        found: dict[str, ExistingRow] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = [(request_id, key) for key in keys[start : start + BATCH_GET_LIMIT]]
+            for item in OutboxItem.batch_get(
+                chunk, consistent_read=True, attributes_to_get=["recipient", "seq", "status"]
+            ):
+                found[item.recipient] = ExistingRow(item.recipient, int(item.seq or 0), RowStatus(item.status))
+        return found
+
+    def put_batch(self, rows: Sequence[OutboxRow]) -> None:
+        """Writes rows with BatchWriteItem. Unconditional: callers guarantee that no other writer touches
+        these rows (they are new, or leased by the caller)."""
+        for start in range(0, len(rows), BATCH_WRITE_LIMIT):
+            chunk = [to_item(row).serialize() for row in rows[start : start + BATCH_WRITE_LIMIT]]
+            self._batch_write(chunk)
+
+    def _batch_write(self, put_items: list[dict[str, Any]]) -> None:
+        connection = OutboxItem._get_connection()
+        pending = put_items
+        for attempt in range(MAX_UNPROCESSED_ROUNDS):
+            self.write_requests += 1
+            answer = connection.batch_write_item(put_items=pending) or {}
+            unprocessed = answer.get("UnprocessedItems", {}).get(OutboxItem.Meta.table_name, [])
+            if not unprocessed:
+                return
+            pending = [entry["PutRequest"]["Item"] for entry in unprocessed if "PutRequest" in entry]
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
+        raise EspMailError(
+            f"DynamoDB left {len(pending)} outbox rows unprocessed after {MAX_UNPROCESSED_ROUNDS} rounds"
+        )
+
+    def add_if_absent(self, row: OutboxRow) -> bool:
+        """One conditional put (the failure notice): False if the row is already there."""
+        self.write_requests += 1
+        try:
+            to_item(row).save(condition=OutboxItem.recipient.does_not_exist())
+        except PynamoDBException as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ sending
+    def due(self, shard: int, now: datetime, limit: int, max_evaluated: int) -> list[OutboxRow]:
+        """Due rows of one shard, best band first, then oldest. Rows of earlier bands that are not yet due
+        (in back-off, or leased) are read and filtered out, up to ``max_evaluated`` items."""
+        upper = f"9#{timestamp(now)}"
+        results = OutboxItem.due.query(
+            str(shard),
+            OutboxItem.due_key <= upper,
+            filter_condition=OutboxItem.next_attempt_at <= now,
+            page_size=min(max_evaluated, max(limit, 100)),
+        )
+        rows: list[OutboxRow] = []
+        for page in results.page_iter:
+            rows.extend(to_row(OutboxItem.from_raw_data(raw)) for raw in page.get("Items", []))
+            if len(rows) >= limit or results.page_iter.total_scanned_count >= max_evaluated:
+                break
+        return rows[:limit]
+
+    def claim(self, row: OutboxRow, owner: str, now: datetime, lease_until: datetime) -> OutboxRow | None:
+        """Leases a due row: status ``sending``, due again at the lease expiry, one more try. None if
+        another run got it first or it is no longer due (sent, failed, cancelled, leased)."""
+        item = OutboxItem(row.request_id, row.recipient)
+        self.write_requests += 1
+        try:
+            item.update(
+                actions=[
+                    OutboxItem.status.set(RowStatus.SENDING.value),
+                    OutboxItem.lease_owner.set(owner),
+                    OutboxItem.lease_until.set(lease_until),
+                    OutboxItem.next_attempt_at.set(lease_until),
+                    OutboxItem.due_key.set(due_key(row.priority, lease_until)),
+                    OutboxItem.tries.add(1),
+                ],
+                condition=OutboxItem.due_shard.exists() & (OutboxItem.next_attempt_at <= now),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return to_row(item)
+
+    def record_guarded(self, row: OutboxRow, owner: str) -> None:
+        """Writes an outcome only if ``owner`` still holds the row's lease (for rows whose lease is about
+        to run out); raises ``ConditionFailed`` if it does not."""
+        self.write_requests += 1
+        try:
+            to_item(row).save(condition=OutboxItem.lease_owner == owner)
+        except PynamoDBException as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise ConditionFailed(
+                    f"outbox row {row.request_id}/{row.recipient} is no longer leased by {owner}"
+                ) from exc
+            raise
+
+    # ------------------------------------------------------------------ per request
+    def rows_of(self, request_id: str, *, prefix: str | None = None) -> Iterator[OutboxRow]:
+        condition = OutboxItem.recipient.startswith(prefix) if prefix else None
+        for item in OutboxItem.query(request_id, condition, consistent_read=True):
+            yield to_row(item)
+
+    def tally(self, request_id: str, *, prefix: str = "to#") -> RowTally:
+        counts = {status: 0 for status in RowStatus}
+        failures: list[tuple[str, str]] = []
+        attributes = ["recipient", "status", "to_email", "last_error"]
+        for item in OutboxItem.query(
+            request_id, OutboxItem.recipient.startswith(prefix), consistent_read=True, attributes_to_get=attributes
+        ):
+            status = RowStatus(item.status)
+            counts[status] += 1
+            if status is RowStatus.FAILED and len(failures) < 50:
+                failures.append((item.to_email, item.last_error or "failed"))
+        return RowTally(
+            queued=counts[RowStatus.QUEUED],
+            sending=counts[RowStatus.SENDING],
+            sent=counts[RowStatus.SENT],
+            failed=counts[RowStatus.FAILED],
+            cancelled=counts[RowStatus.CANCELLED],
+            failures=tuple(failures),
+        )
+
+    def cancel_queued(self, request_id: str, reason: str, expires_at: datetime) -> int:
+        """Cancels the request's queued rows (not those being sent right now); returns how many."""
+        cancelled = 0
+        for item in OutboxItem.query(
+            request_id,
+            OutboxItem.recipient.startswith("to#"),
+            filter_condition=OutboxItem.status == RowStatus.QUEUED.value,
+            consistent_read=True,
+            attributes_to_get=["request_id", "recipient"],
+        ):
+            self.write_requests += 1
+            try:
+                OutboxItem(item.request_id, item.recipient).update(
+                    actions=[
+                        OutboxItem.status.set(RowStatus.CANCELLED.value),
+                        OutboxItem.last_error.set(reason[:1000]),
+                        OutboxItem.expires_at.set(expires_at),
+                        OutboxItem.due_shard.remove(),
+                        OutboxItem.due_key.remove(),
+                    ],
+                    condition=OutboxItem.status == RowStatus.QUEUED.value,
+                )
+            except UpdateError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue  # claimed meanwhile: the sender sees the request is cancelled
+                raise
+            cancelled += 1
+        return cancelled
+
+    def requeue_failed(self, request_id: str, now: datetime) -> int:
+        """Failed rows back to ``queued`` with fresh tries, due now; returns how many."""
+        requeued = 0
+        for item in OutboxItem.query(
+            request_id,
+            OutboxItem.recipient.startswith("to#"),
+            filter_condition=OutboxItem.status == RowStatus.FAILED.value,
+            consistent_read=True,
+        ):
+            row = to_row(item)
+            self.write_requests += 1
+            try:
+                OutboxItem(item.request_id, item.recipient).update(
+                    actions=[
+                        OutboxItem.status.set(RowStatus.QUEUED.value),
+                        OutboxItem.tries.set(0),
+                        OutboxItem.next_attempt_at.set(now),
+                        OutboxItem.due_shard.set(str(row.shard)),
+                        OutboxItem.due_key.set(due_key(row.priority, now)),
+                        OutboxItem.expires_at.remove(),
+                    ],
+                    condition=OutboxItem.status == RowStatus.FAILED.value,
+                )
+            except UpdateError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue
+                raise
+            requeued += 1
+        return requeued

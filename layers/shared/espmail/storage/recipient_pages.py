@@ -1,0 +1,76 @@
+"""Users and group members a page at a time, from a resumable position, for the expander.
+
+A position is DynamoDB's ``LastEvaluatedKey`` as JSON text (group members, the role scan) or an offset
+into the list of named users. Reading a role means scanning Users (there is no index by role: an
+account has several); that part of a request reads the table once, page by page.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pynamodb.expressions.condition import Condition
+
+from espmail.domain.people import Group, User
+from espmail.outgoing.recipients import Part, UserPage
+from espmail.storage.groups import MEMBER_PREFIX, GroupItem, GroupRepository
+from espmail.storage.users import UserItem, UserRepository
+from espmail.storage.users import to_domain as user_from_item
+
+
+class DirectoryPages:
+    def __init__(self, users: UserRepository | None = None, groups: GroupRepository | None = None) -> None:
+        self._users = users or UserRepository()
+        self._groups = groups or GroupRepository()
+
+    def group(self, code: str) -> Group | None:
+        return self._groups.get(code)
+
+    def page(self, part: Part, position: str | None, size: int) -> UserPage:
+        if part.kind == "group":
+            return self._group_page(part, position, size)
+        if part.kind == "users":
+            return self._named_page(part, position, size)
+        if part.kind == "roles":
+            return self._role_page(part, position, size)
+        raise ValueError(f"unknown part kind {part.kind!r}")
+
+    def _with_users(self, usernames: list[str], next_position: str | None) -> UserPage:
+        found = {user.username: user for user in self._users.get_many(usernames)}
+        users = [found[name] for name in dict.fromkeys(usernames) if name in found]
+        missing = [name for name in dict.fromkeys(usernames) if name not in found]
+        return UserPage(users, missing, next_position)
+
+    def _group_page(self, part: Part, position: str | None, size: int) -> UserPage:
+        results = GroupItem.query(
+            part.code,
+            GroupItem.member.startswith(MEMBER_PREFIX),
+            filter_condition=GroupItem.role.is_in(*(r.value for r in part.roles)),
+            limit=size,
+            page_size=size,
+            last_evaluated_key=json.loads(position) if position else None,
+        )
+        usernames = [item.username for item in results if item.username]
+        last = results.last_evaluated_key
+        return self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None)
+
+    def _named_page(self, part: Part, position: str | None, size: int) -> UserPage:
+        offset = int(position or 0)
+        chunk = list(part.usernames[offset : offset + size])
+        following = offset + size
+        return self._with_users(chunk, str(following) if following < len(part.usernames) else None)
+
+    def _role_page(self, part: Part, position: str | None, size: int) -> UserPage:
+        condition: Condition | None = None
+        for role in part.roles:
+            term = UserItem.roles.contains(role.value)
+            condition = term if condition is None else condition | term
+        results = UserItem.scan(
+            filter_condition=condition,
+            limit=size,
+            page_size=size,
+            last_evaluated_key=json.loads(position) if position else None,
+        )
+        users: list[User] = [user_from_item(item) for item in results]
+        last = results.last_evaluated_key
+        return UserPage(users, [], json.dumps(last, sort_keys=True) if last else None)
