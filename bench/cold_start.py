@@ -58,10 +58,12 @@ def import_ms(module: str, *, runs: int, python_path: Sequence[str], env: Mappin
 
 def measure(*, runs: int, python_path: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``boto3_ms``, ``handlers`` (module -> ms) and each handler's ratio to ``import boto3``."""
-    # One untimed import of each first: bytecode caches are written, as they would be in a built package.
+    # With several runs, one untimed import of each first: bytecode caches are written, as they would be in
+    # a built package (a single smoke run skips it: the median of one is only a check that it runs).
     modules = handler_modules()
-    for module in ["boto3", *modules.values()]:
-        import_ms(module, runs=1, python_path=python_path, env=env)
+    if runs > 1:
+        for module in ["boto3", *modules.values()]:
+            import_ms(module, runs=1, python_path=python_path, env=env)
     boto3_ms = import_ms("boto3", runs=runs, python_path=python_path, env=env)
     handlers = {module: import_ms(module, runs=runs, python_path=python_path, env=env) for module in modules.values()}
     return {

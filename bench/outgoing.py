@@ -1,0 +1,253 @@
+"""Outgoing: one message request to N recipients through our pipeline (the real expander and sender
+handlers, invoked with a real EventBridge event until the request is done), then ESP's dbmail algorithm on
+the same stack, the same users and the same templates, in the same process, with the same latency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.baseline_esp import EspDbmail, EspTables, create_esp_tables
+from bench.counters import DynamoDBCounter, Phase, measured
+from bench.dataset import BenchProgram
+from bench.local_stack import BenchStack, corpus_event
+from embedded.stack import LOCAL_API_KEY, SITE_DOMAIN
+
+EXPANDER = "ExpanderFunction"
+SENDER = "SenderFunction"
+SENDER_ADDRESS = f"splash@{SITE_DOMAIN}"
+SENDER_NAME = "Splash Directors"
+PROGRAM_VARS = {"name": "Splash Fall 2026", "date": "November 21-22", "building": "Building 10"}
+MAX_INVOCATIONS = 500
+
+PERSONALIZED_SUBJECT = "Your {{ program.name }} schedule, {{ user.first_name }}"
+PERSONALIZED_BODY = (
+    "Dear {{ user.name }},\n\n"
+    "Thank you for registering for {{ program.name }} ({{ program.date }}) with the account "
+    "{{ user.username }}. Your schedule and your room assignments are ready; check-in opens at 8:30 in "
+    "{{ program.building }}, and a volunteer will be there to help you find your first class.\n\n"
+    "We will write to {{ user.email }} if anything changes. You can see this message online at "
+    "{{ request.public_url }}.\n\n" + ("Please read the program rules before you come. " * 12) + "\n\n"
+    "See you soon,\nThe Splash directors\n"
+)
+IDENTICAL_SUBJECT = "{{ program.name }}: check-in opens at 8:30"
+IDENTICAL_BODY = (
+    "Hello,\n\n"
+    "{{ program.name }} ({{ program.date }}) is this weekend. Check-in opens at 8:30 in {{ program.building }}; "
+    "a volunteer will be there to help you find your first class.\n\n"
+    + ("Please read the program rules before you come. " * 12)
+    + "\n\nSee you soon,\nThe Splash directors\n"
+)
+
+
+@dataclass(frozen=True)
+class Content:
+    name: str
+    subject: str
+    body: str
+
+
+PERSONALIZED = Content("outgoing_personalized", PERSONALIZED_SUBJECT, PERSONALIZED_BODY)
+IDENTICAL = Content("outgoing_identical", IDENTICAL_SUBJECT, IDENTICAL_BODY)
+
+
+def _per_1000(count: int, emails: int) -> float:
+    return round(count * 1000 / emails, 2) if emails else 0.0
+
+
+def _phase_json(phase: Phase, emails: int) -> dict[str, Any]:
+    return {
+        "seconds": round(phase.seconds, 3),
+        "dynamodb": phase.dynamodb.as_json(),
+        "dynamodb_write_requests_per_1000": _per_1000(phase.dynamodb.write_requests, emails),
+        "dynamodb_requests_per_1000": _per_1000(phase.dynamodb.total_requests, emails),
+        "sendgrid_requests": phase.sendgrid_requests,
+        "rss_start_mb": round(phase.rss_start_mb, 1),
+        "peak_rss_mb": round(phase.peak_rss_mb, 1),
+    }
+
+
+def _totals(phases: Mapping[str, Phase], emails: int, expansion: str, send: str) -> dict[str, Any]:
+    """The contract's figures over every phase that makes the emails (request creation excluded)."""
+    seconds = phases[expansion].seconds + phases[send].seconds
+    writes = phases[expansion].dynamodb.write_requests + phases[send].dynamodb.write_requests
+    requests = phases[expansion].dynamodb.total_requests + phases[send].dynamodb.total_requests
+    sendgrid = phases[expansion].sendgrid_requests + phases[send].sendgrid_requests
+    return {
+        "emails": emails,
+        "emails_per_s": round(emails / seconds, 2) if seconds else 0.0,
+        "send_emails_per_s": round(emails / phases[send].seconds, 2) if phases[send].seconds else 0.0,
+        "expansion_seconds": round(phases[expansion].seconds, 3),
+        "send_seconds": round(phases[send].seconds, 3),
+        "dynamodb_write_requests_per_1000": _per_1000(writes, emails),
+        "dynamodb_requests_per_1000": _per_1000(requests, emails),
+        "sendgrid_requests_per_1000": _per_1000(sendgrid, emails),
+        "peak_rss_mb": round(max(phases[expansion].peak_rss_mb, phases[send].peak_rss_mb), 1),
+    }
+
+
+def _deliveries(stack: BenchStack, since: int) -> tuple[list[str], int]:
+    accepted = stack.remote.accepted_summary()
+    return [address for mail in accepted[since:] for address in mail.recipients], len(accepted)
+
+
+# ---------------------------------------------------------------------------------------------- ours
+def create_request(stack: BenchStack, program: BenchProgram, content: Content) -> str:
+    """Through the outgoing API, as the website or ``espmail requests create`` would: every class's
+    students, each user's own address, the program's values as template vars."""
+    from espmail.outgoing.wiring import request_service
+    from espmail.settings import SiteSettings, TableNames
+
+    env = stack.function_env()
+    service = request_service(SiteSettings.from_env(env), TableNames.from_env(env))
+    request = service.create_request(
+        subject=content.subject,
+        body=content.body,
+        sender=f"{SENDER_NAME} <{SENDER_ADDRESS}>",
+        recipients=[f"{code}:students" for code in program.class_codes],
+        creator=program.teachers[0].username if program.teachers else "",
+        sendto="self",
+        template_vars={"program": PROGRAM_VARS},
+    )
+    return request.request_id
+
+
+def request_status(request_id: str) -> str:
+    from espmail.storage.message_requests import MessageRequestRepository
+
+    status = MessageRequestRepository().status_of(request_id)
+    if status is None:
+        raise RuntimeError(f"message request {request_id} is gone")
+    return str(status.value)
+
+
+def _invoke_until(
+    stack: BenchStack,
+    counter: DynamoDBCounter,
+    function: str,
+    request_id: str,
+    done: Callable[[str], bool],
+) -> tuple[int, list[Any]]:
+    """Invokes ``function`` with the scheduled-rule event until ``done(status)``; the bench's own status
+    reads are not counted."""
+    event = corpus_event("eventbridge-scheduled-rule.json")
+    budget = stack.function_timeout_ms(function)
+    results: list[Any] = []
+    for invocation in range(1, MAX_INVOCATIONS + 1):
+        results.append(stack.invoke(function, event, remaining_ms=budget))
+        with counter.ignoring():
+            status = request_status(request_id)
+        if done(status):
+            return invocation, results
+    raise RuntimeError(f"{function}: request {request_id} not done after {MAX_INVOCATIONS} invocations")
+
+
+def run_ours(stack: BenchStack, counter: DynamoDBCounter, program: BenchProgram, content: Content) -> dict[str, Any]:
+    emails = len(program.students)
+    _, accepted_before = _deliveries(stack, 0)
+    phases: dict[str, Phase] = {}
+    with measured(counter, stack.remote) as phases["create"]:
+        request_id = create_request(stack, program, content)
+    with measured(counter, stack.remote) as phases["expansion"]:
+        expander_runs, _ = _invoke_until(
+            stack, counter, EXPANDER, request_id, lambda s: s not in {"pending", "expanding"}
+        )
+    with measured(counter, stack.remote) as phases["send"]:
+        sender_runs, sender_results = _invoke_until(
+            stack, counter, SENDER, request_id, lambda s: s in {"sent", "sent_with_failures", "failed"}
+        )
+    delivered, _ = _deliveries(stack, accepted_before)
+    with counter.ignoring():
+        status = request_status(request_id)
+    return {
+        **_totals(phases, emails, "expansion", "send"),
+        "request_id": request_id,
+        "final_status": status,
+        "expander_invocations": expander_runs,
+        "sender_invocations": sender_runs,
+        "delivered": len(set(delivered)),
+        "duplicate_deliveries": len(delivered) - len(set(delivered)),
+        "missing_deliveries": len({u.email.lower() for u in program.students} - set(delivered)),
+        "create": _phase_json(phases["create"], emails),
+        "expansion": _phase_json(phases["expansion"], emails),
+        "send": _phase_json(phases["send"], emails),
+        "last_sender_result": str(sender_results[-1])[:300] if sender_results else "",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- baseline
+def run_baseline(
+    stack: BenchStack, counter: DynamoDBCounter, program: BenchProgram, content: Content, *, sample: int
+) -> dict[str, Any]:
+    """ESP's algorithm on the first ``sample`` recipients of the same request (see ``bench.baseline_esp``)."""
+    from sendgrid import SendGridAPIClient
+
+    client = stack.client("dynamodb")  # made after the counter's install(): its requests are counted
+    tag = content.name.removeprefix("outgoing_").title()
+    tables = create_esp_tables(
+        client, EspTables(f"EspBench{tag}MessageRequest", f"EspBench{tag}TextOfEmail", f"EspBench{tag}EmailRequest")
+    )
+    esp = EspDbmail(client, SendGridAPIClient(api_key=LOCAL_API_KEY, host=stack.remote.host), tables)
+    users = program.students[:sample]
+    emails = len(users)
+    _, accepted_before = _deliveries(stack, 0)
+    phases: dict[str, Phase] = {}
+    with measured(counter, stack.remote) as phases["create"]:
+        esp.create_request(
+            subject=content.subject,
+            msgtext=content.body,
+            sender=f'"{SENDER_NAME}" <{SENDER_ADDRESS}>',
+            recipients=lambda: users,
+            context={"program": PROGRAM_VARS},
+        )
+    with measured(counter, stack.remote) as phases["process"]:
+        esp.process_messages()
+    with measured(counter, stack.remote) as phases["send"]:
+        esp.send_email_requests()
+    delivered, _ = _deliveries(stack, accepted_before)
+    return {
+        **_totals(phases, emails, "process", "send"),
+        "sample_size": emails,
+        "sampled": emails < len(program.students),
+        "sample_note": f"ESP's algorithm run on the first {emails:,} of the request's {len(program.students):,} "
+        "recipients; its rates and per-1,000 figures come from that sample (its cost per email is constant: "
+        "one sequential call each)",
+        "delivered": len(set(delivered)),
+        "duplicate_deliveries": len(delivered) - len(set(delivered)),
+        "errors": esp.stats.errors[:5],
+        "create": _phase_json(phases["create"], emails),
+        "process": _phase_json(phases["process"], emails),
+        "send": _phase_json(phases["send"], emails),
+    }
+
+
+def run_scenario(
+    stack: BenchStack,
+    counter: DynamoDBCounter,
+    program: BenchProgram,
+    content: Content,
+    *,
+    baseline_sample: int,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    ours = run_ours(stack, counter, program, content)
+    baseline = run_baseline(stack, counter, program, content, sample=baseline_sample)
+    speedup = ours["emails_per_s"] / baseline["emails_per_s"] if baseline["emails_per_s"] else None
+    send_speedup = ours["send_emails_per_s"] / baseline["send_emails_per_s"] if baseline["send_emails_per_s"] else None
+    return {
+        "ours": ours,
+        "baseline": baseline,
+        "speedup": round(speedup, 2) if speedup else None,
+        "send_speedup": round(send_speedup, 2) if send_speedup else None,
+        "dynamodb_write_ratio": round(
+            baseline["dynamodb_write_requests_per_1000"] / ours["dynamodb_write_requests_per_1000"], 2
+        )
+        if ours["dynamodb_write_requests_per_1000"]
+        else None,
+        "sendgrid_request_ratio": round(baseline["sendgrid_requests_per_1000"] / ours["sendgrid_requests_per_1000"], 2)
+        if ours["sendgrid_requests_per_1000"]
+        else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
