@@ -16,10 +16,10 @@ Physical id: ``sendgrid-domain/<SendGrid domain id>/<mail host>`` (``sendgrid-do
 Attributes: ``DomainId``; ``Valid`` (``true``, ``false``: records written but SendGrid could not validate
 them within the limit, or ``pending``: no hosted zone, a person has to enter the records); ``Records``
 (compact JSON list of ``{type, host, data}``); ``RecordsText`` (``host TYPE data; ...``, for people);
-``ValidationReasons`` (SendGrid's words per record,
-``key: reason; ...``, or ``all records valid``); ``MailHost``; and one attribute per record named after
-SendGrid's key (``MailCname``, ``Dkim1``, ``Dkim2``; ``MailServer``, ``SubdomainSpf``, ``DomainSpf``,
-``Dkim`` without automated security), each ``host TYPE data``.
+``ValidationReasons`` (SendGrid's words per record, ``key: reason; ...``, or ``all records valid``);
+``MailHost``; and one attribute per record named after SendGrid's key (``MailCname``, ``Dkim1``,
+``Dkim2``; ``MailServer``, ``SubdomainSpf``, ``DomainSpf``, ``Dkim`` without automated security), each
+``host TYPE data``.
 
 Create: look the domain up in SendGrid and reuse a matching authentication (so a retried Create makes no
 second one), else create one with automated security; UPSERT exactly its records; wait for INSYNC; ask
