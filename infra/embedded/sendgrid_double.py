@@ -51,7 +51,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
+from email import message_from_bytes, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -582,6 +582,14 @@ def render_eml(
         disposition = str(attachment.get("disposition") or "attachment")
         content_id = attachment.get("content_id")
         cid = f"<{content_id}>" if content_id else None
+        if maintype == "message":
+            # The email package renders message/rfc822 only from a parsed message, and no other message/*
+            # type from bytes: the copy carries those as opaque bytes under their filename.
+            if subtype == "rfc822":
+                inner = message_from_bytes(data, policy=policy.default)
+                message.add_attachment(inner, disposition=disposition, filename=filename)
+                continue
+            maintype, subtype = "application", "octet-stream"
         if disposition == "inline" and cid and html_part is not None:
             html_part.add_related(data, maintype, subtype, cid=cid, disposition="inline", filename=filename)
         else:
