@@ -45,7 +45,7 @@ from espmail.incoming.identity import Sender, domain_of, identify_sender
 from espmail.incoming.notices import Refusal, refusal_notice
 from espmail.incoming.rules import RuleMatcher
 from espmail.incoming.settings import MailgateSettings, SpamPolicy
-from espmail.mime import ConvertedMail, convert, parse_message, safe_header_all
+from espmail.mime import ConvertedMail, convert, estimate_sendgrid_size, parse_message, safe_header_all
 from espmail.observability import logger
 from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
 
@@ -373,6 +373,7 @@ class Mailgate:
         assert account is not None
         text = converted.text if converted.text is not None or converted.html is None else html_to_text(converted.html)
         reached: set[str] = set()
+        least = estimate_sendgrid_size(converted)  # the content alone, before any envelope
         for address, resolution in plans:
             assert resolution.rule is not None
             recipients = tuple(r for r in resolution.recipients if r.email.lower() not in reached)
@@ -397,8 +398,8 @@ class Mailgate:
                 ses_message_id=delivery.receipt.message_id,
                 text=text,
             )
-            bodies = request_bodies(message, converted, plan)
-            size = largest_request(bodies)
+            bodies = request_bodies(message, converted, plan) if least <= self.settings.max_request_bytes else []
+            size = largest_request(bodies) if bodies else least
             if size > self.settings.max_request_bytes:
                 reason = (
                     f"too large: forwarding it takes a {size / 1_000_000:.1f} MB request; "
