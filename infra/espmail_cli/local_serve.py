@@ -54,11 +54,17 @@ def scheduled_event(now: datetime) -> dict[str, Any]:
 
 
 def _work_done(result: Any) -> str:
-    """A one-line summary of a scheduled run's result, or "" when it did nothing."""
-    if isinstance(result, Mapping):
-        busy = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool) and v}
-        return ", ".join(f"{k} {v}" for k, v in busy.items())
-    return ""
+    """A one-line summary of a scheduled run's result (its non-zero counts), or "" when it did nothing."""
+    if not isinstance(result, Mapping):
+        return ""
+    busy: list[str] = []
+    for key, value in result.items():
+        if isinstance(value, bool) or key in {"worker", "workers", "write_requests", "calls"}:
+            continue
+        count = len(value) if isinstance(value, list | tuple) else value
+        if isinstance(count, int | float) and count:
+            busy.append(f"{key} {count:g}")
+    return ", ".join(busy)
 
 
 class FunctionLoop:

@@ -67,10 +67,14 @@ def cli_context(ctx: click.Context) -> CliContext:
     return obj
 
 
+IDENTIFIERS = frozenset({"request", "message id", "SES message id", "address", "received"})
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """Identifiers are never wrapped (they are copied into the next command); other columns fold."""
     out = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
-        out.add_column(column, overflow="fold")
+        out.add_column(column, overflow="fold", no_wrap=column in IDENTIFIERS)
     for row in rows:
         out.add_row(*("" if cell is None else str(cell) for cell in row))
     return out
