@@ -402,8 +402,8 @@ class Mailgate:
             size = largest_request(bodies) if bodies else least
             if size > self.settings.max_request_bytes:
                 reason = (
-                    f"too large: forwarding it takes a {size / 1_000_000:.1f} MB request; "
-                    f"at most {self.settings.max_request_bytes / 1_000_000:.1f} MB can be sent"
+                    f"too large: forwarding it takes a {readable_size(size)} request; "
+                    f"at most {readable_size(self.settings.max_request_bytes)} can be sent"
                 )
                 delivery.decide(address, Decision.REFUSED, reason, **base)
                 delivery.refusals.append(Refusal(address, reason, too_large=True))
@@ -512,7 +512,7 @@ class Mailgate:
             subject=converted.subject,
             original_message_id=converted.message_id,
             site=self.site,
-            max_megabytes=self.settings.max_request_bytes / 1_000_000,
+            limit=readable_size(self.settings.max_request_bytes),
         )
         try:
             self.mailer.send(notice, [envelope])
@@ -545,6 +545,10 @@ class Mailgate:
                 },
             )
         return Outcome(delivery.receipt.message_id, tuple(decisions), notice=notice or "")
+
+
+def readable_size(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{max(1, round(size / 1000))} kB"
 
 
 def _received_at(receipt: SesReceipt, now: datetime) -> datetime:

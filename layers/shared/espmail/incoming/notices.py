@@ -30,7 +30,7 @@ def refusal_notice(
     subject: str,
     original_message_id: str | None,
     site: SiteSettings,
-    max_megabytes: float,
+    limit: str,
 ) -> tuple[MailMessage, Personalization]:
     too_large = any(r.too_large for r in refusals)
     what = "was too large to deliver" if too_large and len(refusals) == 1 else "could not be delivered"
@@ -44,7 +44,7 @@ def refusal_notice(
     lines.append("")
     if too_large:
         lines += [
-            f"Messages forwarded through {site.name} can be at most about {max_megabytes:.0f} MB in all,",
+            f"Messages forwarded through {site.name} can be at most about {limit} in all,",
             "attachments included. Please send large files as a link (a shared drive, say) instead.",
             "",
         ]
