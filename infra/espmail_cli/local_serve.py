@@ -126,11 +126,11 @@ class FunctionLoop:
             return
         for decision in record.decisions:
             colour = {"forwarded": "green", "refused": "yellow"}.get(decision.decision.value, "red")
-            people = f" to {decision.fan_out} people" if decision.fan_out else ""
-            rule = f" (rule {decision.rule})" if decision.rule else ""
-            self.console.print(
-                f"  [{colour}]{decision.address}: {decision.decision.value}{people}[/]{rule} {decision.reason}"
-            )
+            if decision.decision.value == "forwarded":
+                what = f"forwarded to {decision.fan_out} people (rule {decision.rule})"
+            else:
+                what = f"{decision.decision.value}: {decision.reason}"
+            self.console.print(f"  [{colour}]{decision.address}[/]: {what}")
 
     def run_scheduled(self) -> None:
         event = scheduled_event(datetime.now(UTC))
@@ -230,6 +230,7 @@ def serve(obj: CliContext, smtp_port: int, out_dir: Path, every: float, no_seed:
     from espmail.settings import TableNames
 
     console, state_file = obj.console, obj.state_file
+    console.soft_wrap = True  # a log of events: one line each, even in a narrow or captured terminal
     if state_file.exists():
         try:
             running: LocalState | None = read_state(state_file)
