@@ -14,6 +14,7 @@ from espmail_cli.local_state import DEFAULT_STATE_FILE
 from espmail_cli.message_request_commands import requests
 from espmail_cli.output import EspMailGroup
 from espmail_cli.people_commands import groups, users
+from espmail_cli.replay import replay
 
 
 @click.group(cls=EspMailGroup)
@@ -65,6 +66,7 @@ def local() -> None:
 
 
 local.add_command(serve)
+local.add_command(replay)
 
 
 @local.command()
