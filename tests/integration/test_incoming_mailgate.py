@@ -135,3 +135,14 @@ def test_a_raw_message_missing_from_s3_fails_loudly_for_the_retry_and_the_queue(
     assert record is not None
     assert record.status is InboundStatus.FAILED
     assert "does not exist" in record.last_error
+
+
+def test_the_local_stack_holds_the_templates_receipt_rule(stack: Any) -> None:
+    """moto takes the rule as declared but for its Lambda action (the stack runs the function in-process)."""
+    ses = stack.client("ses")
+    rules = ses.describe_receipt_rule_set(RuleSetName=stack.name("InboundReceiptRuleSet"))["Rules"]
+    (rule,) = rules
+    assert rule["Recipients"] == [SITE]
+    assert rule["ScanEnabled"] is True
+    assert rule["TlsPolicy"] == "Optional"
+    assert rule["Actions"] == [{"S3Action": {"BucketName": stack.name("RawMailBucket"), "ObjectKeyPrefix": "inbound/"}}]
