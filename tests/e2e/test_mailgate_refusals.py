@@ -162,3 +162,11 @@ def test_an_address_of_another_domain_in_the_event_is_dropped(stack: Any) -> Non
     assert only["decision"] == "dropped"
     assert "not an address of esp.example.org" in only["reason"]
     assert bodies(stack) == []
+
+
+def test_an_absurdly_long_local_part_is_refused_not_crashed_on(stack: Any) -> None:
+    seeded(stack)
+    address = "x" * 3000 + f"@{SITE}"
+    arrival = arrive(stack, message(to=address), to=address)
+    assert arrival.decision == "refused"
+    assert "no list rule takes mail" in arrival.reason

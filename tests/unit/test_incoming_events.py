@@ -74,6 +74,7 @@ def test_dmarc_fail_carries_the_policy() -> None:
         lambda e: e["Records"][0]["ses"].pop("mail"),
         lambda e: e["Records"][0]["ses"]["mail"].update(messageId="../../etc"),
         lambda e: e["Records"][0]["ses"]["mail"].update(messageId=""),
+        lambda e: e["Records"][0]["ses"]["mail"].update(messageId="notice#x"),
     ],
 )
 def test_a_malformed_event_is_invalid_input(breakage: Any) -> None:

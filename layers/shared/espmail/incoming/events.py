@@ -7,12 +7,16 @@ When the event itself names an S3 location (an S3 action's notification), that l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from espmail.errors import InvalidInput
+
+# SES's ids are letters and digits; anything else could not be an S3 key suffix or an InboundLog key.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
 
 
 class Verdict(StrEnum):
@@ -109,8 +113,8 @@ def parse_ses_record(record: Mapping[str, Any]) -> SesReceipt:
     if not isinstance(mail, Mapping) or not isinstance(receipt, Mapping):
         raise InvalidInput("SES record without 'ses.mail' or 'ses.receipt'")
     message_id = str(mail.get("messageId", "")).strip()
-    if not message_id or "/" in message_id or len(message_id) > 200:
-        raise InvalidInput(f"SES record with an unusable messageId {message_id!r}")
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise InvalidInput(f"SES record with an unusable messageId {message_id[:100]!r}")
     common = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), Mapping) else {}
     assert isinstance(common, Mapping)
     headers = tuple(

@@ -18,6 +18,7 @@ from espmail.domain.people import Group, GroupKind, Membership, Role, User
 from espmail.incoming.identity import Sender, domain_of
 from espmail.incoming.rules import RuleMatch
 
+MAX_KEY_LENGTH = 256  # longer than any username or redirect; DynamoDB refuses keys over 2,048 bytes
 _NAME_UNSAFE = str.maketrans({c: " " for c in '",;<>\\\r\n\t\x00'})
 
 
@@ -97,6 +98,8 @@ def _group_code(local_part: str) -> str:
 
 def _find_group(groups: GroupDirectory, code: str, kind: GroupKind) -> Group | None:
     """The group as typed, else in the usual spelling (``e1234s1`` -> ``E1234s1``)."""
+    if not code or len(code) > MAX_KEY_LENGTH:
+        return None
     spellings = dict.fromkeys([code, code[:1].upper() + code[1:].lower(), code.upper()])
     for spelling in spellings:
         group = groups.get(spelling)
@@ -125,7 +128,7 @@ def _group_list(
         addresses.append(Address(group.directors_email, display_name(f"{group.program} Directors".strip())))
     addresses += [user_address(u) for u in users]
     recipients = unique_recipients(addresses, site_domain)
-    class_code = group.class_code or group.code if group.kind is GroupKind.SECTION else group.code
+    class_code = (group.class_code or group.code) if group.kind is GroupKind.SECTION else group.code
     name = f"{group.code} {kind.lower()}: {group.title}".strip(": ")
     if not recipients:
         return HandlerResult(reason=f"{group.code}-{kind.lower()} has no members", class_code=class_code)
@@ -162,7 +165,7 @@ def redirect(
     match: RuleMatch, local_part: str, sender: Sender, directories: Directories, site_domain: str
 ) -> HandlerResult:
     """A Redirects item: its destinations (a comma-separated string is several recipients)."""
-    found = directories.redirects.get(local_part.lower())
+    found = directories.redirects.get(local_part.lower()) if len(local_part) <= MAX_KEY_LENGTH else None
     if found is None:
         return HandlerResult(reason=f"no redirect for {local_part.lower()}")
     if isinstance(found, RuleProblem):
@@ -177,7 +180,9 @@ def user_alias(
     match: RuleMatch, local_part: str, sender: Sender, directories: Directories, site_domain: str
 ) -> HandlerResult:
     """``username@site``: the user's real address, when the user or the sender is a teacher or admin."""
-    user = directories.users.get(local_part) or directories.users.get(local_part.lower())
+    user = None
+    if len(local_part) <= MAX_KEY_LENGTH:
+        user = directories.users.get(local_part) or directories.users.get(local_part.lower())
     if user is None or not user.is_active:
         return HandlerResult(reason=f"there is no user {local_part}")
     if not (user.is_staff or sender.is_staff):
