@@ -113,7 +113,9 @@ def remove_state(path: Path, pid: int) -> None:
     """Removes the file only if it is still this process's (a newer serve may have replaced it)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
+    except FileNotFoundError:
+        return  # already gone
+    except json.JSONDecodeError:
+        return  # not a state file this process wrote (it writes whole files): not ours to delete
     if isinstance(data, dict) and data.get("pid") == pid:
         path.unlink(missing_ok=True)
