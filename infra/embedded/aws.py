@@ -48,7 +48,7 @@ class MotoServer:
         env.update(CREDENTIALS)
         env.pop("AWS_ENDPOINT_URL", None)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "embedded.moto_main", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
