@@ -237,9 +237,13 @@ class DeployedTarget:
     def client(self, service: str) -> Any:
         from botocore.config import Config
 
-        return self.session.client(
-            service, region_name=self.region, config=Config(retries={"max_attempts": 5, "mode": "standard"})
-        )
+        if service == "lambda":
+            # A synchronous invoke waits for the whole run (up to the function's 15-minute ceiling) and is
+            # not repeated by botocore: a replay that timed out on our side may still be running.
+            config = Config(read_timeout=905, retries={"max_attempts": 1, "mode": "standard"})
+        else:
+            config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        return self.session.client(service, region_name=self.region, config=config)
 
     def name(self, logical_id: str) -> str:
         return str(self._resolver().ref(logical_id))
