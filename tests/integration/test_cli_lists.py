@@ -34,13 +34,14 @@ def test_lists_check_names_each_broken_item_and_its_fix(stack: Any) -> None:
     _put_raw(stack, "ListRulesTable", {"name": "typo", "seq": 6, "regex": "^x$", "handler": "section"})
     _put_raw(stack, "ListRulesTable", {"name": "wordy", "seq": "ten", "regex": "^x$", "handler": "redirect"})
     _put_raw(stack, "ListRulesTable", {"name": "bracket", "seq": 7, "regex": "^([a-z$", "handler": "redirect"})
+    _put_raw(stack, "ListRulesTable", {"name": "huge", "seq": 8, "regex": "^(?:x{1000}){1000}$", "handler": "redirect"})
     _put_raw(stack, "RedirectsTable", {"original": "help", "destinations": "kim@example.org, not-an-address"})
     _put_raw(stack, "RedirectsTable", {"original": "Desk@esp.example.org", "destinations": ["kim@example.org"]})
     _put_raw(stack, "RedirectsTable", {"original": "loop", "destinations": ["loop@esp.example.org"]})
 
     result = run(stack, "lists", "check")
 
-    assert_one_line_error(result, 1, "8 list rules, 5 redirects: 7 problems")
+    assert_one_line_error(result, 1, "9 list rules, 5 redirects: 8 problems")
     out = " ".join(result.output.split())
     assert "list rule 'greedy': regex '^(a+)+$' repeats a group that itself repeats" in out
     assert "fix: repeat only once" in out
@@ -48,6 +49,7 @@ def test_lists_check_names_each_broken_item_and_its_fix(stack: Any) -> None:
     assert "use one of: section_list, class_list, redirect, user_alias" in out
     assert "list rule 'wordy': seq is 'ten', not a whole number" in out
     assert "list rule 'bracket': regex does not compile" in out
+    assert "list rule 'huge': regex repeats too much to compile safely" in out
     assert "redirect 'help': destinations has invalid addresses ['not-an-address']" in out
     assert "holds a whole address" in out
     assert "'desk'" in out
