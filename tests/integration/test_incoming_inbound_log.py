@@ -137,6 +137,8 @@ def test_one_notice_per_sender_per_day(log: InboundLog) -> None:
     log.release_notice("ruth@physics.example.edu", "2026-05-01", message_id="m1")
     assert log.claim_notice("ruth@physics.example.edu", "2026-05-01", message_id="m5", expires_at=expires)
     assert log.get(InboundLog.notice_key("ruth@physics.example.edu", "2026-05-01")) is None  # not a message
+    assert log.notice_holder("ruth@physics.example.edu", "2026-05-01") == "m5"
+    assert log.notice_holder("ruth@physics.example.edu", "2026-05-09") is None
 
 
 def test_list_since_reads_the_days_in_order(log: InboundLog) -> None:

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Protocol
 
-from espmail.domain.inbound import Decision, ForwardState, InboundRecord, InboundStatus, RecipientDecision
+from espmail.domain.inbound import Decision, ForwardState, InboundStatus, RecipientDecision
 from espmail.domain.list_rules import ListRule, RuleProblem
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.people import User
@@ -226,7 +226,7 @@ class Mailgate:
             )
             return Outcome(receipt.message_id, record.decisions, repeated=True, notice=record.notice)
         try:
-            return self._handle(receipt, key, now, record)
+            return self._handle(receipt, key, now)
         except Exception as exc:
             logger().exception(
                 "mailgate attempt failed; Lambda's retries take over", extra={"message_id": receipt.message_id}
@@ -238,7 +238,7 @@ class Mailgate:
             raise
 
     # ------------------------------------------------------------------ steps
-    def _handle(self, receipt: SesReceipt, key: str, now: datetime, record: InboundRecord) -> Outcome:
+    def _handle(self, receipt: SesReceipt, key: str, now: datetime) -> Outcome:
         delivery = _Delivery(receipt, now)
         for address in dict.fromkeys(r.strip().lower() for r in receipt.recipients if r.strip()):
             if domain_of(address) == self.site.domain:
@@ -505,6 +505,8 @@ class Mailgate:
         day = delivery.now.astimezone(UTC).date().isoformat()
         message_id = delivery.receipt.message_id
         if not self.log.claim_notice(account.email, day, message_id=message_id, expires_at=delivery.now + NOTICE_KEEP):
+            if self.log.notice_holder(account.email, day) == message_id:
+                return f"sent to {account.email} (by an earlier delivery of this message)"
             return f"none: {account.email} already had a notice on {day}"
         notice, envelope = refusal_notice(
             user_address(account),

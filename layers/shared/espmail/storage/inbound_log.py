@@ -412,6 +412,13 @@ class InboundLog:
             raise
         return True
 
+    def notice_holder(self, sender: str, day: str) -> str | None:
+        """The message whose notice took ``sender``'s ``day``, if any."""
+        try:
+            return InboundLogItem.get(self.notice_key(sender, day), consistent_read=True).for_message
+        except InboundLogItem.DoesNotExist:
+            return None
+
     def release_notice(self, sender: str, day: str, *, message_id: str) -> None:
         """Gives the day back after a notice could not be sent (so a retry may send it)."""
         try:
