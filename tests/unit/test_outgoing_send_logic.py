@@ -1,0 +1,129 @@
+"""The sender's pure parts: which rows share a call, back-off, shards, names SendGrid takes, the schedule
+events it accepts, and signed unsubscribe links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from espmail.domain.mail import Address
+from espmail.errors import InvalidInput
+from espmail.outgoing.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
+from espmail.outgoing.schedule import parse_scheduled_event
+from espmail.outgoing.send import backoff_seconds, display_name, plan_calls
+from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key
+from tests.conftest import corpus_event
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def row(request_id: str, recipient: str, content: str, kind: RowKind = RowKind.BULK) -> OutboxRow:
+    return OutboxRow(
+        request_id=request_id,
+        recipient=recipient,
+        to=Address(f"{recipient}@example.org"),
+        sender=Address("splash@esp.example.org"),
+        subject="s",
+        text="t",
+        created_at=NOW,
+        next_attempt_at=NOW,
+        content_hash=content,
+        kind=kind,
+    )
+
+
+def test_rows_with_identical_content_share_a_call_in_due_order() -> None:
+    rows = [row("r1", "a", "X"), row("r1", "b", "Y"), row("r1", "c", "X"), row("r2", "d", "X"), row("r1", "e", "X")]
+    calls = plan_calls(rows, batch_identical=True, max_personalizations=2)
+    assert [[r.recipient for r in call] for call in calls] == [["a", "c"], ["e"], ["b"], ["d"]]
+    assert [[r.recipient for r in call] for call in plan_calls(rows, False, 1000)] == [
+        ["a"],
+        ["b"],
+        ["c"],
+        ["d"],
+        ["e"],
+    ]
+
+
+def test_a_notice_never_shares_a_call_with_bulk_rows() -> None:
+    calls = plan_calls([row("r1", "a", "X"), row("r1", "n", "X", RowKind.NOTICE)], True, 1000)
+    assert len(calls) == 2
+
+
+def test_back_off_doubles_with_jitter_caps_and_honours_retry_after() -> None:
+    for tries in range(1, 8):
+        delay = backoff_seconds(tries, 10, 300, None, 3600)
+        nominal = min(300, 10 * 2 ** (tries - 1))
+        assert nominal / 2 <= delay <= nominal
+    assert backoff_seconds(1, 0.01, 300, 7.0, 3600) >= 7.0
+    assert backoff_seconds(1, 0.01, 300, 99999.0, 60) == pytest.approx(60, rel=0.01)
+
+
+def test_worker_shards_cover_the_index_once() -> None:
+    for workers in (1, 2, 4, 8):
+        taken = [s for w in range(workers) for s in shards_for(w, workers)]
+        assert sorted(taken) == list(range(DUE_SHARDS))
+    with pytest.raises(ValueError, match="worker"):
+        shards_for(2, 2)
+    with pytest.raises(ValueError, match="workers"):
+        shards_for(0, DUE_SHARDS + 1)
+
+
+@given(st.text(max_size=80))
+def test_display_names_are_what_sendgrid_takes(name: str) -> None:
+    shown = display_name(name)
+    assert not any(c in shown for c in ",;\r\n")
+    assert len(shown.splitlines()) <= 1
+
+
+def test_the_real_scheduled_events_run_every_shard() -> None:
+    for name in ("eventbridge-scheduled-rule.json", "eventbridge-scheduler.json"):
+        run = parse_scheduled_event(corpus_event(name))
+        assert (run.worker, run.workers) == (0, 1)
+        assert run.source in {"aws.events", "aws.scheduler"}
+
+
+def test_a_worker_schedules_input_picks_its_shards() -> None:
+    run = parse_scheduled_event({"worker": 1, "workers": 4})
+    assert (run.worker, run.workers) == (1, 4)
+    detail = parse_scheduled_event(
+        {**corpus_event("eventbridge-scheduler.json"), "detail": '{"worker": 1, "workers": 2}'}
+    )
+    assert (detail.worker, detail.workers) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        [],
+        {"worker": 2, "workers": 2},
+        {"worker": 0, "workers": 0},
+        {"worker": True},
+        {"detail-type": "Object Created", "detail": {}},
+        {"detail": "{not json"},
+    ],
+)
+def test_other_events_are_refused(event: object) -> None:
+    with pytest.raises(InvalidInput):
+        parse_scheduled_event(event)
+
+
+def test_unsubscribe_links_are_signed_per_recipient_and_request() -> None:
+    links = UnsubscribeLinks("https://esp.example.org/unsubscribe?lang=en", signing_key("SG.secret"))
+    headers = links.headers("Ada@Example.org", "01JREQ")
+    assert headers["List-Unsubscribe-Post"] == ONE_CLICK
+    url = headers["List-Unsubscribe"].strip("<>")
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "esp.example.org", "/unsubscribe")
+    query = dict(parse_qsl(parts.query))
+    assert query["lang"] == "en"
+    assert links.verify(query) == "ada@example.org"
+    assert links.verify({**query, "a": "someone.else@example.org"}) is None
+    assert links.verify({**query, "r": "01JOTHER"}) is None
+    other_key = UnsubscribeLinks("https://esp.example.org/unsubscribe", signing_key("SG.rotated"))
+    assert other_key.verify(query) is None
+    assert links.link("b@example.org", "01JREQ") != links.link("c@example.org", "01JREQ")
