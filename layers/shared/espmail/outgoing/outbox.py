@@ -43,9 +43,8 @@ class RowKind(StrEnum):
 
 def recipient_key(request_id: str, email: str) -> str:
     """Deterministic per (request, address); reveals neither the address nor links requests together."""
-    digest = hashlib.blake2b(
-        email.strip().lower().encode("utf-8"), key=request_id.encode("utf-8")[:64], digest_size=12
-    ).hexdigest()
+    material = f"{request_id}\n{email.strip().lower()}".encode()
+    digest = hashlib.blake2b(material, digest_size=12, person=b"espmail-rcpt").hexdigest()
     return BULK_PREFIX + digest
 
 
