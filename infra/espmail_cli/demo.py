@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +13,8 @@ from embedded.seed import SeededProgram, seed
 from embedded.stack import EmbeddedStack
 from espmail.domain.people import Role
 from espmail.settings import TableNames
+
+Chapter = Callable[[EmbeddedStack, SeededProgram, Console], list[tuple[str, str]]]
 
 
 def show_program(console: Console, program: SeededProgram) -> None:
@@ -35,6 +38,12 @@ def show_program(console: Console, program: SeededProgram) -> None:
     console.print(people)
 
 
+def _chapters() -> list[Chapter]:
+    from espmail_cli.stories import incoming, outgoing
+
+    return [outgoing.run, incoming.run]
+
+
 def run_demo(out_dir: Path, console: Console | None = None) -> int:
     console = console or Console()
     if out_dir.exists():
@@ -54,6 +63,8 @@ def run_demo(out_dir: Path, console: Console | None = None) -> int:
         )
         show_program(console, program)
         summary: list[tuple[str, str]] = [("users seeded", str(len(program.users)))]
+        for chapter in _chapters():
+            summary += chapter(stack, program, console)
         summary_table = Table(title="Summary")
         summary_table.add_column("what")
         summary_table.add_column("result")
