@@ -13,6 +13,7 @@ from embedded.aws import ACCOUNT, CREDENTIALS, REGION, MotoServer, client, creat
 from embedded.lambda_runtime import LambdaContext, environment, resolve_handler
 from embedded.sendgrid_double import SendGridDouble
 from embedded.template import Resolver, function_environment, function_handler, template
+from espmail.bootstrap import forget_clients
 
 LOCAL_API_KEY = "SG.local-double-key"
 SITE_DOMAIN = "esp.example.org"
@@ -43,6 +44,7 @@ class EmbeddedStack:
         self.names = physical_names(self.tpl)
         self.secret_arn = ""
         self._base_env: dict[str, str] = {}
+        self._saved_env: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> EmbeddedStack:
@@ -59,13 +61,27 @@ class EmbeddedStack:
             "SENDGRID_HOST": self.sendgrid.host,
             "SENDGRID_TIMEOUT_SECONDS": "5",
         }
-        os.environ.update(self._base_env)
+        self._set_environment(self._base_env)
         self._create()
         return self
 
     def stop(self) -> None:
         self.sendgrid.stop()
         self.moto.stop()
+        # Leave the process as it was: another stack (or none) may come next in the same process.
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        forget_clients()
+
+    def _set_environment(self, variables: Mapping[str, str]) -> None:
+        for name in variables:
+            self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ.update(variables)
+        forget_clients()
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()
@@ -77,9 +93,7 @@ class EmbeddedStack:
         """Empties every resource and the double's records: each test starts from the template alone."""
         self.moto.reset()
         self.sendgrid.reset()
-        from espmail.transport.secrets import forget_cached_keys
-
-        forget_cached_keys()
+        forget_clients()
         self._create()
 
     def _create(self) -> None:
@@ -116,4 +130,4 @@ class EmbeddedStack:
 
     def activate(self, logical_id: str | None = None) -> None:
         """Puts a function's environment into this process for good (the CLI and the demo use this)."""
-        os.environ.update(self.function_env(logical_id))
+        self._set_environment(self.function_env(logical_id))

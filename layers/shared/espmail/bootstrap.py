@@ -7,8 +7,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from espmail.settings import SendGridSettings, TableNames
-from espmail.storage.tables import bind_tables
-from espmail.transport.secrets import read_api_key
+from espmail.storage.tables import bind_tables, forget_connections
+from espmail.transport.secrets import forget_cached_keys, read_api_key
 
 if TYPE_CHECKING:
     from espmail.transport.sendgrid_mailer import SendGridMailer
@@ -28,7 +28,7 @@ def aws_client(service: str, **config: Any) -> Any:
 def mailer(settings: SendGridSettings, secrets_client: Any | None = None) -> SendGridMailer:
     from espmail.transport.sendgrid_mailer import SendGridMailer
 
-    api_key = read_api_key(settings.api_key_secret_arn, secrets_client or aws_client("secretsmanager"))
+    api_key = read_api_key(settings.api_key_secret_arn, secrets_client or secrets_manager_client())
     return SendGridMailer(api_key, host=settings.host, timeout=settings.timeout_seconds)
 
 
@@ -40,3 +40,20 @@ def bind(tables: TableNames) -> TableNames:
 @cache
 def dynamodb_client() -> Any:
     return aws_client("dynamodb", max_pool_connections=32)
+
+
+@cache
+def secrets_manager_client() -> Any:
+    return aws_client("secretsmanager")
+
+
+def forget_clients() -> None:
+    """Forgets every cached client, connection and secret of this process.
+
+    In Lambda the environment never changes, so nothing calls this; the embedded stack does when it
+    starts or stops, because a test process may run one local stack after another on other ports.
+    """
+    dynamodb_client.cache_clear()
+    secrets_manager_client.cache_clear()
+    forget_connections()
+    forget_cached_keys()

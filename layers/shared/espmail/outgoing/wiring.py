@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
-from espmail.bootstrap import aws_client, bind
+from espmail.bootstrap import bind, secrets_manager_client
 from espmail.outgoing.completion import Completion
 from espmail.outgoing.expand import Expander
 from espmail.outgoing.pooled_client import PooledMailSendClient
@@ -29,11 +28,6 @@ from espmail.transport.secrets import read_api_key
 from espmail.transport.sendgrid_mailer import SendGridMailer
 
 
-@cache
-def _secrets_client() -> Any:
-    return aws_client("secretsmanager")
-
-
 def expander(settings: ExpanderSettings, run_id: str | None = None) -> Expander:
     bind(settings.tables)
     return Expander(settings, MessageRequestRepository(), OutboxRepository(), DirectoryPages(), run_id=run_id)
@@ -43,7 +37,7 @@ def expander(settings: ExpanderSettings, run_id: str | None = None) -> Expander:
 def sender(settings: SenderSettings, run_id: str | None = None, secrets_client: Any | None = None) -> Iterator[Sender]:
     """A sender for one run; its connection pool is closed when the run ends."""
     bind(settings.tables)
-    api_key = read_api_key(settings.sendgrid.api_key_secret_arn, secrets_client or _secrets_client())
+    api_key = read_api_key(settings.sendgrid.api_key_secret_arn, secrets_client or secrets_manager_client())
     client = PooledMailSendClient(api_key, settings.sendgrid.host, pool_size=settings.concurrency)
     mailer = SendGridMailer(
         api_key, host=settings.sendgrid.host, timeout=settings.sendgrid.timeout_seconds, client=client

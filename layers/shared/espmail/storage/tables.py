@@ -38,3 +38,15 @@ def bind_tables(names: TableNames) -> None:
             model._connection = None
             for index in getattr(model, "_indexes", {}).values():
                 index._connection = None
+
+
+def forget_connections() -> None:
+    """Drops every model's cached connection, so the next call reaches the endpoint configured now.
+
+    Lambda never needs this (its environment does not change); the embedded stack calls it when it
+    starts or stops, as a test process may run one stack after another.
+    """
+    for model in _models().values():
+        model._connection = None
+        for index in getattr(model, "_indexes", {}).values():
+            index._connection = None
