@@ -4,47 +4,14 @@ itself), the SES identity, DKIM and MX records only with a hosted zone, and cfn-
 
 from __future__ import annotations
 
-import copy
 import json
-from functools import cache
 from typing import Any
 
-import boto3
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
-
 from embedded.template import TEMPLATE_PATH, load_template, resources_of_type
+from tests.infrastructure.test_template import translated
 
-PARAMETERS = {
-    "SiteDomain": "esp.example.org",
-    "AllowedSenderDomains": "esp.example.org",
-    "SupportAddress": "support@esp.example.org",
-    "BouncesAddress": "bounces@esp.example.org",
-    "SendGridApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:espmail/sendgrid-AbCdEf",
-}
 ZONE_ARN = {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/${HostedZoneId}"}
 SECRET = {"Ref": "SendGridApiKeySecretArn"}
-
-
-@cache
-def translated() -> dict[str, Any]:
-    sam = copy.deepcopy(load_template())
-    for name, body in sam["Resources"].items():
-        properties = body.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str) and not properties[key].startswith("s3://"):
-                properties[key] = f"s3://espmail-artifacts/{name}.zip"
-    translator = Translator(
-        managed_policy_map={
-            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-            "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-            "AWSXRayDaemonWriteAccess": "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
-        },
-        sam_parser=Parser(),
-        boto_session=boto3.session.Session(region_name="us-east-1"),
-    )
-    result: dict[str, Any] = translator.translate(sam, parameter_values=dict(PARAMETERS))
-    return result
 
 
 def _list(value: Any) -> list[Any]:

@@ -39,7 +39,7 @@ def _layer_distributions() -> set[str]:
 def test_every_third_party_import_of_deployed_code_is_pinned_in_the_layer() -> None:
     distributions = packages_distributions()
     pinned = _layer_distributions()
-    missing = {}
+    missing: dict[str, str] = {}
     for folder in DEPLOYED:
         for path in folder.rglob("*.py"):
             for module in _runtime_imports(path):
