@@ -20,6 +20,7 @@ PARAMETERS = {
     "AllowedSenderDomains": "esp.example.org",
     "SupportAddress": "support@esp.example.org",
     "BouncesAddress": "bounces@esp.example.org",
+    "UnsubscribeUrl": "https://esp.example.org/unsubscribe",
     "SendGridApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:espmail/sendgrid-AbCdEf",
 }
 DATA_SERVICES = ("dynamodb:", "s3:", "sqs:", "secretsmanager:", "route53:ChangeResourceRecordSets")
@@ -192,3 +193,34 @@ def test_every_async_function_has_a_failure_destination_and_an_error_alarm() -> 
 @pytest.mark.parametrize("output", ["UsersTableName", "OutboxTableName", "RawMailBucketName"])
 def test_outputs_name_the_resources_the_cli_needs(output: str) -> None:
     assert output in load_template()["Outputs"]
+
+
+def test_every_alarm_tells_someone() -> None:
+    alarms = resources_of_type(load_template(), "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 9
+    for name, body in alarms.items():
+        assert body["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+@pytest.mark.parametrize(
+    ("rate", "accepted"),
+    [
+        ("rate(1 minute)", True),
+        ("rate(5 minutes)", True),
+        ("rate(15 minutes)", True),
+        ("rate(1 minutes)", False),
+        ("rate(5 minute)", False),
+        ("rate(16 minutes)", False),
+    ],
+)
+def test_the_schedule_rate_accepts_only_what_eventbridge_accepts(rate: str, accepted: bool) -> None:
+    import re
+
+    pattern = load_template()["Parameters"]["ScheduleRate"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, rate)) is accepted
+
+
+def test_bulk_mail_always_has_an_https_unsubscribe_endpoint() -> None:
+    spec = load_template()["Parameters"]["UnsubscribeUrl"]
+    assert "Default" not in spec
+    assert spec["AllowedPattern"].startswith("^https://")
