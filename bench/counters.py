@@ -11,7 +11,7 @@ import resource
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ class DynamoDBCounts:
     attempts: int = 0
     items_written: int = 0
     unprocessed_items: int = 0
+    seconds: Mapping[str, float] = field(default_factory=dict)  # client-side time per operation, summed
 
     @property
     def write_requests(self) -> int:
@@ -47,6 +48,11 @@ class DynamoDBCounts:
             attempts=self.attempts - earlier.attempts,
             items_written=self.items_written - earlier.items_written,
             unprocessed_items=self.unprocessed_items - earlier.unprocessed_items,
+            seconds={
+                op: t - earlier.seconds.get(op, 0.0)
+                for op, t in self.seconds.items()
+                if t - earlier.seconds.get(op, 0.0) > 0
+            },
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -57,6 +63,8 @@ class DynamoDBCounts:
             "items_written": self.items_written,
             "unprocessed_items": self.unprocessed_items,
             "by_operation": dict(sorted(self.calls.items())),
+            # Summed over threads, so it can exceed the wall time when calls run concurrently.
+            "client_seconds_by_operation": {op: round(t, 2) for op, t in sorted(self.seconds.items())},
         }
 
 
@@ -76,6 +84,7 @@ class DynamoDBCounter:
         self._attempts = 0
         self._items = 0
         self._unprocessed = 0
+        self._seconds: defaultdict[str, float] = defaultdict(float)
         self._installed = False
         self._local = threading.local()
 
@@ -131,9 +140,10 @@ class DynamoDBCounter:
             with self._lock:
                 self._items += items
 
-    def _on_call(self, model: Any, **_: Any) -> None:
+    def _on_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         if not self._counting():
             return
+        context["bench_started"] = time.perf_counter()
         with self._lock:
             self._calls[model.name] += 1
 
@@ -143,16 +153,23 @@ class DynamoDBCounter:
         with self._lock:
             self._attempts += 1
 
-    def _on_answer(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
-        if model.name == "BatchWriteItem" and self._counting():
+    def _on_answer(self, model: Any, parsed: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
+        started = context.get("bench_started")
+        if started is None or not self._counting():
+            return
+        elapsed = time.perf_counter() - started
+        left = 0
+        if model.name == "BatchWriteItem":
             left = sum(len(requests) for requests in (parsed.get("UnprocessedItems") or {}).values())
-            if left:
-                with self._lock:
-                    self._unprocessed += left
+        with self._lock:
+            self._seconds[model.name] += elapsed
+            self._unprocessed += left
 
     def snapshot(self) -> DynamoDBCounts:
         with self._lock:
-            return DynamoDBCounts(dict(self._calls), self._attempts, self._items, self._unprocessed)
+            return DynamoDBCounts(
+                dict(self._calls), self._attempts, self._items, self._unprocessed, dict(self._seconds)
+            )
 
 
 def _status_mb(field_name: str) -> float | None:
