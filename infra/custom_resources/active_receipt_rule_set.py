@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cfn_response import Answer, CustomResourceRequest, Responder, ResponseSender, answer_custom_resource, put_response
-from espmail.errors import EspMailError, InvalidInput
+from cfn_response import (
+    Answer,
+    CustomResourceRequest,
+    Responder,
+    ResponseSender,
+    answer_custom_resource,
+    answer_setup_failure,
+    put_response,
+)
+from espmail.errors import ConfigurationError, EspMailError, InvalidInput
 from espmail.observability import logger
 
 if TYPE_CHECKING:
@@ -131,5 +139,10 @@ def _ses() -> ReceiptRuleSets:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str] | None:
-    answer = run_active_receipt_rule_set(event, context, _ses())
+    try:
+        rule_sets = _ses()
+    except (ConfigurationError, BotoCoreError) as exc:
+        answer = answer_setup_failure(event, context, exc)
+    else:
+        answer = run_active_receipt_rule_set(event, context, rule_sets)
     return None if answer is None else {"Status": answer.status, "PhysicalResourceId": answer.physical_resource_id}

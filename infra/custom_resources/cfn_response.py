@@ -33,7 +33,8 @@ from espmail.errors import InvalidInput
 from espmail.observability import logger
 
 MAX_RESPONSE_BYTES: Final = 4096
-GUARD_SECONDS: Final = 5.0
+# Room for the answer itself: three PUT attempts of 4 s each plus their short back-off.
+GUARD_SECONDS: Final = 15.0
 TRUNCATED: Final = " …[truncated]"
 
 Status = Literal["SUCCESS", "FAILED"]
@@ -161,7 +162,7 @@ def response_body(request: CustomResourceRequest, answer: Answer, *, max_bytes: 
     return body
 
 
-def put_response(url: str, body: bytes, *, timeout: float = 10.0, attempts: int = 3) -> None:
+def put_response(url: str, body: bytes, *, timeout: float = 4.0, attempts: int = 3) -> None:
     """PUTs ``body`` to the pre-signed S3 URL. The signature covers an empty Content-Type, so none is sent."""
     request = urllib.request.Request(  # noqa: S310 - the URL is CloudFormation's pre-signed https URL
         url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
@@ -295,3 +296,15 @@ def answer_custom_resource(
     finally:
         guard.cancel()
     return responder.sent
+
+
+def answer_setup_failure(
+    event: Any, context: Any, error: Exception, *, sender: ResponseSender = put_response
+) -> Answer | None:
+    """Answers FAILED when the function could not even be set up (settings, clients): CloudFormation must
+    hear back whatever happened, or the stack waits for its timeout."""
+
+    def work(request: CustomResourceRequest, responder: Responder) -> Answer:
+        raise error
+
+    return answer_custom_resource(event, context, work, sender=sender)

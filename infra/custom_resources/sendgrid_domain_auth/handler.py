@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
+from cfn_response import answer_setup_failure
+from espmail.errors import ConfigurationError
 from sendgrid_domain_auth.resource import PollingHandOffFailed, Wiring, run_domain_authentication
 from sendgrid_domain_auth.route53_zone import HostedZone
 from sendgrid_domain_auth.sendgrid_domains import SendGridDomains
@@ -84,5 +86,10 @@ def wiring(
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str] | None:
     keep_the_key_out_of_logs()
-    answer = run_domain_authentication(event, context, wiring(context, _settings()))
+    try:
+        settings = _settings()
+    except ConfigurationError as exc:
+        answer = answer_setup_failure(event, context, exc)
+    else:
+        answer = run_domain_authentication(event, context, wiring(context, settings))
     return None if answer is None else {"Status": answer.status, "PhysicalResourceId": answer.physical_resource_id}
