@@ -11,6 +11,8 @@ from pynamodb.models import Model
 
 from espmail.domain.people import Role, User
 
+MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a path can carry
+
 
 class UsersByEmail(GlobalSecondaryIndex["UserItem"]):  # type: ignore[no-untyped-call]
     class Meta:
@@ -91,8 +93,15 @@ class UserRepository:
             yield to_domain(item)
 
     def find_by_email(self, email: str) -> list[User]:
-        """Every account with this address, case-insensitively, best first (admin, teacher, lowest id)."""
-        users = [to_domain(i) for i in UserItem.by_email.query(email.strip().lower())]
+        """Every account with this address, case-insensitively, best first (admin, teacher, lowest id).
+
+        An address longer than ``MAX_EMAIL_LENGTH`` is no valid address and matches no account (and is
+        never sent as a key: DynamoDB refuses an index key over 2,048 bytes).
+        """
+        key = email.strip().lower()
+        if len(key) > MAX_EMAIL_LENGTH:
+            return []
+        users = [to_domain(i) for i in UserItem.by_email.query(key)]
         return sorted(users, key=User.precedence)
 
     def scan_all(self, **kwargs: Any) -> Iterator[User]:
