@@ -49,7 +49,7 @@ def notice_text(request: MessageRequest, tally: RowTally, site: SiteSettings) ->
     lines += [f"  {address}: {reason}" for address, reason in tally.failures[:MAX_LISTED_FAILURES]]
     lines += [
         "",
-        f"To try the failed recipients again: espmail requests retry {request.request_id}",
+        f"To try the failed recipients again: espmail requests retry-failed {request.request_id}",
         "",
         f"-- {site.name} mail ({site.support_address})",
     ]
