@@ -41,6 +41,33 @@ def test_a_forged_from_with_dmarc_fail_is_an_unknown_sender_and_gets_no_backscat
     assert not logged.authenticated
 
 
+@pytest.mark.parametrize(
+    "from_lines",
+    [
+        [f"From: Ruth Feld <{RUTH}>, Mallory <mallory@evil.example>"],
+        [f"From: Ruth Feld <{RUTH}>", "From: Mallory <mallory@evil.example>"],
+        ["From: Mallory <mallory@evil.example>", f"From: Ruth Feld <{RUTH}>"],
+    ],
+)
+def test_a_from_naming_several_senders_is_an_unknown_sender_despite_a_dmarc_pass(
+    stack: Any, from_lines: list[str]
+) -> None:
+    """SES's one DMARC verdict may concern the other address: no account, no forward, no notice."""
+    seeded(stack)
+    original = message()
+    head, sep, rest = original.partition(b"\r\n")
+    assert head.startswith(b"From: ")
+    raw = "\r\n".join(from_lines).encode() + sep + rest
+    arrival = arrive(stack, raw, verdicts=InboundVerdicts(dmarc="PASS"))
+    assert arrival.decision == "refused"
+    assert "unknown sender: the From is not one sender" in arrival.reason
+    assert bodies(stack) == []
+    logged = record(stack, arrival.message_id)
+    assert not logged.authenticated
+    assert not logged.sender_username
+    assert logged.notice.startswith("none")
+
+
 def test_no_dmarc_and_spf_for_an_aligned_envelope_authenticates(stack: Any) -> None:
     seeded(stack)
     gray = InboundVerdicts(dmarc="GRAY", spf="PASS", dkim="GRAY")

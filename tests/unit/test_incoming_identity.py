@@ -11,6 +11,7 @@ from espmail.incoming.identity import (
     authenticate_from,
     choose_account,
     dkim_signing_domains,
+    from_ambiguity,
     identify_sender,
     organizational_domain,
 )
@@ -122,3 +123,53 @@ def test_identify_sender_looks_up_case_insensitively_and_needs_authentication() 
     assert stranger.account is None
     assert not stranger.registered
     assert "not a registered account" in stranger.reason
+
+
+@pytest.mark.parametrize(
+    ("from_headers", "problem"),
+    [
+        (["Ruth Feld <ruth@physics.example.edu>"], ""),
+        (['"Feld, Ruth" <ruth@physics.example.edu>'], ""),  # a comma inside a quoted name
+        (["ruth@physics.example.edu <Ruth@Physics.Example.EDU>"], ""),  # the same address twice is one sender
+        (["Ruth,\r\n Feld <ruth@physics.example.edu>"], ""),  # a stray comma before the only address
+        ([], ""),  # no From: "no usable From address" says so elsewhere
+        (["ruth@physics.example.edu, mallory@evil.example"], "the From names 2 addresses"),
+        (["Ruth <ruth@physics.example.edu>,\r\n Mallory <mallory@evil.example>"], "the From names 2 addresses"),
+        (["g: ruth@physics.example.edu, mallory@evil.example;"], "the From names 2 addresses"),
+        (["mallory@evil.example", "ruth@physics.example.edu"], "the message has 2 From headers"),
+        (["ruth@physics.example.edu", "ruth@physics.example.edu"], "the message has 2 From headers"),
+    ],
+)
+def test_a_from_must_name_exactly_one_sender(from_headers: list[str], problem: str) -> None:
+    assert from_ambiguity(from_headers).startswith(problem) if problem else from_ambiguity(from_headers) == ""
+
+
+def test_an_ambiguous_from_is_an_unknown_sender_even_with_a_dmarc_pass() -> None:
+    ruth = User("teacher_ruth", 2, "ruth@physics.example.edu", "Ruth", "Feld", frozenset({Role.TEACHER}))
+    for headers in (
+        ["mallory@evil.example, ruth@physics.example.edu"],
+        ["ruth@physics.example.edu", "mallory@evil.example"],
+    ):
+        sender = identify_sender(
+            "ruth@physics.example.edu",
+            "Ruth",
+            Verdicts(dmarc=P),  # SES's verdict: for which of the From domains?
+            envelope_sender="mallory@evil.example",
+            dkim_signatures=(),
+            users=Directory(ruth),
+            from_headers=headers,
+        )
+        assert sender.account is None
+        assert not sender.known
+        assert not sender.authenticated
+        assert sender.reason.startswith("the From is not one sender: ")
+    single = identify_sender(
+        "ruth@physics.example.edu",
+        "Ruth",
+        Verdicts(dmarc=P),
+        envelope_sender="",
+        dkim_signatures=(),
+        users=Directory(ruth),
+        from_headers=["Ruth Feld <ruth@physics.example.edu>"],
+    )
+    assert single.account == ruth

@@ -18,13 +18,17 @@ from that list: two organizations under it look like one (``a.co.xx`` and ``b.co
 matters only for a From domain with no DMARC record. Extend the list for the countries the program's
 senders write from (or swap in a full public-suffix list).
 
-An unauthenticated From is an unknown sender, whoever it names: no account, no notice, no alias.
+An unauthenticated From is an unknown sender, whoever it names: no account, no notice, no alias. So is
+a From that does not name exactly one sender: several From headers, or one naming several addresses.
+SES gives one DMARC verdict per message, for one From domain, and we cannot tell which: the verdict may
+concern another address than the one we would take (see :func:`from_ambiguity`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from email.utils import getaddresses
 from typing import Protocol
 
 from espmail.domain.people import User
@@ -129,6 +133,23 @@ def authenticate_from(
     return Authentication(False, f"no DMARC for {from_domain} and no aligned pass: " + "; ".join(why))
 
 
+def from_ambiguity(from_headers: Sequence[str]) -> str:
+    """Why the From headers (their raw values) do not name one sender; ``""`` when they do (or are absent).
+
+    More than one From header, or one From naming more than one address (the same address twice is
+    still one), makes the sender ambiguous: whichever address we took, the authentication verdict
+    might concern the other one.
+    """
+    if len(from_headers) > 1:
+        return f"the message has {len(from_headers)} From headers"
+    unfolded = [" ".join(value.split()) for value in from_headers]
+    addresses = dict.fromkeys(email.strip().lower() for _, email in getaddresses(unfolded) if "@" in email)
+    if len(addresses) > 1:
+        shown = ", ".join(a[:80] for a in list(addresses)[:3])
+        return f"the From names {len(addresses)} addresses ({shown})"
+    return ""
+
+
 class SenderDirectory(Protocol):
     def find_by_email(self, email: str) -> list[User]: ...
 
@@ -167,8 +188,14 @@ def identify_sender(
     envelope_sender: str,
     dkim_signatures: Iterable[str],
     users: SenderDirectory,
+    from_headers: Sequence[str] | None = None,
 ) -> Sender:
+    """The sender of a message; with ``from_headers`` (the raw From values), an ambiguous From (see
+    :func:`from_ambiguity`) is an unknown sender whatever the verdicts say."""
     address = from_address.strip()
+    ambiguity = from_ambiguity(from_headers) if from_headers is not None else ""
+    if ambiguity:
+        return Sender(address, from_name, None, False, False, f"the From is not one sender: {ambiguity}")
     auth = authenticate_from(
         domain_of(address),
         verdicts,

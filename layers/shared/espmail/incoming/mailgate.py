@@ -46,6 +46,7 @@ from espmail.incoming.notices import Refusal, refusal_notice
 from espmail.incoming.rules import RuleMatcher
 from espmail.incoming.settings import MailgateSettings, SpamPolicy
 from espmail.mime import ConvertedMail, convert, estimate_sendgrid_size, parse_message, safe_header_all
+from espmail.mime.parse import raw_header_all
 from espmail.observability import logger
 from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
 
@@ -323,6 +324,7 @@ class Mailgate:
             envelope_sender=delivery.receipt.source,
             dkim_signatures=safe_header_all(parsed, "dkim-signature"),
             users=self.directories.users,
+            from_headers=raw_header_all(parsed, "from"),
         )
         self.log.record_sender(
             delivery.receipt.message_id,
