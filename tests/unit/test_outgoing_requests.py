@@ -152,3 +152,24 @@ def test_request_ids_are_ulids_that_sort_by_time(earlier: float, gap: float) -> 
     assert len(first) == len(second) == 26
     assert set(first) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
     assert first < second
+
+
+@pytest.mark.parametrize("value", ["From", "splash at esp", "Reply-To desk"])
+def test_an_unreadable_address_is_named_by_its_field_whatever_the_value_says(value: str) -> None:
+    from espmail.outgoing.requests_service import MessageRequestService
+    from espmail.settings import SiteSettings
+    from espmail.storage.message_requests import MessageRequestRepository
+    from espmail.storage.outbox import OutboxRepository
+    from espmail.storage.recipient_pages import DirectoryPages
+    from espmail.storage.users import UserRepository
+
+    site = SiteSettings("esp.example.org", "Splash", "", ALLOWED, "support@esp.example.org", "b@esp.example.org", "")
+    service = MessageRequestService(
+        site, MessageRequestRepository(), OutboxRepository(), DirectoryPages(), UserRepository()
+    )
+    with pytest.raises(InvalidInput) as refused:  # refused before any table is read
+        service.create_request(
+            subject="s", body="b", sender=value, reply_to=value, recipients=["E1234:class"], creator="admin_kim"
+        )
+    problems = str(refused.value).split("; ")
+    assert [p.split(": ", 1)[0] for p in problems] == ["From", "Reply-To"], problems

@@ -220,19 +220,24 @@ def sendto_text(sendto: Iterable[SendTo]) -> str:
     return "+".join(s.value for s in SENDTO_ORDER if s in chosen)
 
 
+class InvalidAddress(InvalidInput):
+    """An address that cannot be used. The message says what is wrong with it, not which field it was
+    given for: the caller, who knows, names the field."""
+
+
 def parse_address(value: str | Address) -> Address:
-    """``Name <a@b>`` or ``a@b`` (or an ``Address``); raises ``InvalidInput`` if it is not an address."""
+    """``Name <a@b>`` or ``a@b`` (or an ``Address``); raises ``InvalidAddress`` if it is not an address."""
     if isinstance(value, Address):
         address = value
     else:
         if "\r" in value or "\n" in value:
-            raise InvalidInput(f"address {value!r} contains a line break")
+            raise InvalidAddress(f"address {value!r} contains a line break")
         name, email = parseaddr(value.strip())
         address = Address(email=email.strip(), name=name.strip())
     if not is_valid_address(address.email):
-        raise InvalidInput(f"{str(address)!r} is not an email address (use name@domain or 'Name <name@domain>')")
+        raise InvalidAddress(f"{str(address)!r} is not an email address (use name@domain or 'Name <name@domain>')")
     if any(c in address.name for c in "\r\n"):
-        raise InvalidInput(f"the name of {address.email} contains a line break")
+        raise InvalidAddress(f"the name of {address.email} contains a line break")
     return address
 
 

@@ -20,6 +20,7 @@ from espmail.outgoing.render import MessageTemplates, TemplateProblem, template_
 from espmail.outgoing.requests import (
     DEFAULT_PRIORITY,
     BodyFormat,
+    InvalidAddress,
     MessageRequest,
     RequestStatus,
     SendTo,
@@ -95,9 +96,11 @@ class MessageRequestService:
         def read(what: str, parse: Any, value: Any) -> Any:
             try:
                 return parse(value)
-            except InvalidInput as exc:
-                problems.append(str(exc) if what in str(exc) else f"{what}: {exc}")
-                return None
+            except InvalidAddress as exc:  # it does not know which field it was given for
+                problems.append(f"{what}: {exc}")
+            except InvalidInput as exc:  # recipient specs and sendto name what they could not read
+                problems.append(str(exc))
+            return None
 
         parsed_sender = read("From", parse_address, sender)
         parsed_reply_to = read("Reply-To", parse_address, reply_to) if reply_to else None
