@@ -7,25 +7,44 @@ transient failure raises: Lambda's async retries (two) and then the on-failure q
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from espmail.incoming.mailgate import Mailgate
 
-_WIRED: dict[tuple[tuple[str, str], ...], Mailgate] = {}
+# What the mailgate's boto3 clients read from the environment, besides the settings themselves.
+CLIENT_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+_WIRED: dict[Hashable, Mailgate] = {}
 
 
 def _mailgate() -> Mailgate:
-    """Built on the first invocation (not at import) and kept while the environment is the same."""
-    environment = tuple(sorted(os.environ.items()))
-    wired = _WIRED.get(environment)
+    """Built on the first invocation (not at import) and kept while what it was built from is the same:
+    its settings and the variables its clients read. Nothing else counts: Lambda sets variables such as
+    ``_X_AMZN_TRACE_ID`` anew for every invocation, and a rebuild costs new clients and connections."""
+    from espmail.incoming.settings import MailgateSettings
+
+    settings = MailgateSettings.from_env()
+    key = (settings, tuple(os.environ.get(name) for name in CLIENT_ENVIRONMENT))
+    wired = _WIRED.get(key)
     if wired is None:
-        from espmail.incoming.settings import MailgateSettings
         from espmail.incoming.wiring import build_mailgate
 
-        wired = build_mailgate(MailgateSettings.from_env())
+        wired = build_mailgate(settings)
         _WIRED.clear()
-        _WIRED[environment] = wired
+        _WIRED[key] = wired
     return wired
 
 
