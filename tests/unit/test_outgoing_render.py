@@ -190,3 +190,30 @@ def test_any_unknown_name_renders_empty(name: str) -> None:
         return
     out = render("s", f"[{{{{ {name} }}}}][{{{{ {name}.field }}}}]")
     assert out.text == "[][]"
+
+
+def test_the_sandboxes_are_built_on_first_use_not_at_import() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import jinja2
+        built = []
+        original = jinja2.Environment.__init__
+        def counting(self, *args, **kwargs):
+            built.append(type(self).__name__)
+            original(self, *args, **kwargs)
+        jinja2.Environment.__init__ = counting
+        from espmail.outgoing import render
+        from espmail.outgoing.requests import BodyFormat
+        print(len(built))
+        render.MessageTemplates.compile("s", "<p>b</p>", BodyFormat.HTML)
+        render.MessageTemplates.compile("s", "b", BodyFormat.TEXT)
+        render.MessageTemplates.compile("s", "<p>b</p>", BodyFormat.HTML)
+        print(len(built))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["0", "2"]  # none at import; then one each for text and HTML, kept

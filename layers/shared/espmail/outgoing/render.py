@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
@@ -70,8 +71,11 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-_TEXT = _Sandbox(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True, finalize=_finalize)
-_HTML = _Sandbox(undefined=ChainableUndefined, autoescape=True, keep_trailing_newline=True, finalize=_finalize)
+@cache
+def _sandbox(body_format: BodyFormat) -> _Sandbox:
+    """The environment templates of this format compile in: built on first use, then kept."""
+    autoescape = body_format is BodyFormat.HTML
+    return _Sandbox(undefined=ChainableUndefined, autoescape=autoescape, keep_trailing_newline=True, finalize=_finalize)
 
 
 def header_value(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
@@ -118,12 +122,11 @@ class MessageTemplates:
     @classmethod
     def compile(cls, subject: str, body: str, body_format: BodyFormat) -> MessageTemplates:
         try:
-            subject_template = _TEXT.from_string(subject)
+            subject_template = _sandbox(BodyFormat.TEXT).from_string(subject)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_where("subject", exc)) from exc
-        environment = _HTML if body_format is BodyFormat.HTML else _TEXT
         try:
-            body_template = environment.from_string(body)
+            body_template = _sandbox(body_format).from_string(body)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_where("body", exc)) from exc
         return cls(subject_template, body_template, body_format)
