@@ -5,25 +5,23 @@ per-worker schedule's constant input ``{"worker": k, "workers": n}``."""
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from espmail.outgoing.settings import SenderSettings
+    from espmail.outgoing.settings import SenderSettings, SettingsCache
 
-_SETTINGS: dict[tuple[tuple[str, str], ...], SenderSettings] = {}
+
+@cache
+def _cached_settings() -> SettingsCache[SenderSettings]:
+    from espmail.outgoing.settings import SenderSettings, SettingsCache
+
+    return SettingsCache(SenderSettings.from_env)
 
 
 def _settings() -> SenderSettings:
-    """Read on the first invocation (not at import) and kept while the environment is the same."""
-    environment = tuple(sorted(os.environ.items()))
-    settings = _SETTINGS.get(environment)
-    if settings is None:
-        from espmail.outgoing.settings import SenderSettings
-
-        settings = SenderSettings.from_env()
-        _SETTINGS.clear()
-        _SETTINGS[environment] = settings
-    return settings
+    """Read on the first invocation (not at import); kept until a variable the settings read changes."""
+    return _cached_settings().get(os.environ)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
