@@ -5,7 +5,7 @@ the same stack, the same users and the same templates, in the same process, with
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,22 +69,27 @@ def _phase_json(phase: Phase, emails: int) -> dict[str, Any]:
     }
 
 
-def _totals(phases: Mapping[str, Phase], emails: int, expansion: str, send: str) -> dict[str, Any]:
-    """The contract's figures over every phase that makes the emails (request creation excluded)."""
-    seconds = phases[expansion].seconds + phases[send].seconds
-    writes = phases[expansion].dynamodb.write_requests + phases[send].dynamodb.write_requests
-    requests = phases[expansion].dynamodb.total_requests + phases[send].dynamodb.total_requests
-    sendgrid = phases[expansion].sendgrid_requests + phases[send].sendgrid_requests
+def _totals(expansion: Phase, expanded: int, send: Phase, sent: int) -> dict[str, Any]:
+    """The contract's figures (request creation excluded). Each phase is taken per email it handled: the
+    expansion over every recipient, the sending over the emails sent (fewer when sending was sampled)."""
+    send_rate = sent / send.seconds if send.seconds else 0.0
+    # Seconds for all ``expanded`` emails: sending at the rate measured over ``sent``.
+    seconds = expansion.seconds + (expanded / send_rate if send_rate else 0.0)
+
+    def per_1000(expansion_count: int, send_count: int) -> float:
+        value = expansion_count * 1000 / expanded if expanded else 0.0
+        return round(value + (send_count * 1000 / sent if sent else 0.0), 2)
+
     return {
-        "emails": emails,
-        "emails_per_s": round(emails / seconds, 2) if seconds else 0.0,
-        "send_emails_per_s": round(emails / phases[send].seconds, 2) if phases[send].seconds else 0.0,
-        "expansion_seconds": round(phases[expansion].seconds, 3),
-        "send_seconds": round(phases[send].seconds, 3),
-        "dynamodb_write_requests_per_1000": _per_1000(writes, emails),
-        "dynamodb_requests_per_1000": _per_1000(requests, emails),
-        "sendgrid_requests_per_1000": _per_1000(sendgrid, emails),
-        "peak_rss_mb": round(max(phases[expansion].peak_rss_mb, phases[send].peak_rss_mb), 1),
+        "emails": expanded,
+        "emails_per_s": round(expanded / seconds, 2) if seconds else 0.0,
+        "send_emails_per_s": round(send_rate, 2),
+        "expansion_seconds": round(expansion.seconds, 3),
+        "send_seconds": round(send.seconds, 3),
+        "dynamodb_write_requests_per_1000": per_1000(expansion.dynamodb.write_requests, send.dynamodb.write_requests),
+        "dynamodb_requests_per_1000": per_1000(expansion.dynamodb.total_requests, send.dynamodb.total_requests),
+        "sendgrid_requests_per_1000": per_1000(expansion.sendgrid_requests, send.sendgrid_requests),
+        "peak_rss_mb": round(max(expansion.peak_rss_mb, send.peak_rss_mb), 1),
     }
 
 
@@ -129,50 +134,103 @@ def _invoke_until(
     function: str,
     request_id: str,
     done: Callable[[str], bool],
-) -> tuple[int, list[Any]]:
-    """Invokes ``function`` with the scheduled-rule event until ``done(status)``; the bench's own status
-    reads are not counted."""
+    *,
+    budget_s: float | None = None,
+    margin_s: float = 0.0,
+) -> tuple[int, list[Any], bool]:
+    """Invokes ``function`` with the scheduled-rule event until ``done(status)`` (the bench's own status
+    reads are not counted). With ``budget_s``, stops once that much time is spent: each invocation's
+    Lambda time budget is cut to what is left plus the function's own stop margin, so it stops claiming
+    work when the bench's budget runs out. Returns (invocations, results, done)."""
     event = corpus_event("eventbridge-scheduled-rule.json")
-    budget = stack.function_timeout_ms(function)
+    timeout_ms = stack.function_timeout_ms(function)
     results: list[Any] = []
+    started = time.perf_counter()
     for invocation in range(1, MAX_INVOCATIONS + 1):
-        results.append(stack.invoke(function, event, remaining_ms=budget))
+        remaining_ms = timeout_ms
+        if budget_s is not None:
+            left = budget_s - (time.perf_counter() - started)
+            remaining_ms = min(timeout_ms, int((max(left, 0.0) + margin_s) * 1000))
+        results.append(stack.invoke(function, event, remaining_ms=remaining_ms))
         with counter.ignoring():
             status = request_status(request_id)
         if done(status):
-            return invocation, results
+            return invocation, results, True
+        if budget_s is not None and time.perf_counter() - started >= budget_s:
+            return invocation, results, False
     raise RuntimeError(f"{function}: request {request_id} not done after {MAX_INVOCATIONS} invocations")
 
 
-def run_ours(stack: BenchStack, counter: DynamoDBCounter, program: BenchProgram, content: Content) -> dict[str, Any]:
+def _outbox_rows(request_id: str) -> int:
+    from espmail.storage.message_requests import MessageRequestRepository
+
+    request = MessageRequestRepository().get(request_id)
+    return request.counts.total if request is not None else 0
+
+
+def _sender_margin_s(stack: BenchStack) -> float:
+    from espmail.outgoing.settings import SenderSettings
+
+    return SenderSettings.from_env(stack.function_env(SENDER)).time_margin_seconds
+
+
+def run_ours(
+    stack: BenchStack,
+    counter: DynamoDBCounter,
+    program: BenchProgram,
+    content: Content,
+    *,
+    send_budget_s: float | None = None,
+) -> dict[str, Any]:
+    """The whole request through the real handlers. The expansion always runs in full; the sending runs
+    until the request is done, or for ``send_budget_s`` when given, and then its rates come from the
+    emails sent in that time (``send_sampled``)."""
     emails = len(program.students)
     _, accepted_before = _deliveries(stack, 0)
     phases: dict[str, Phase] = {}
     with measured(counter, stack.remote) as phases["create"]:
         request_id = create_request(stack, program, content)
     with measured(counter, stack.remote) as phases["expansion"]:
-        expander_runs, _ = _invoke_until(
+        expander_runs, _, _ = _invoke_until(
             stack, counter, EXPANDER, request_id, lambda s: s not in {"pending", "expanding"}
         )
+    with counter.ignoring():
+        outbox_rows = _outbox_rows(request_id)
     with measured(counter, stack.remote) as phases["send"]:
-        sender_runs, sender_results = _invoke_until(
-            stack, counter, SENDER, request_id, lambda s: s in {"sent", "sent_with_failures", "failed"}
+        sender_runs, sender_results, finished = _invoke_until(
+            stack,
+            counter,
+            SENDER,
+            request_id,
+            lambda s: s in {"sent", "sent_with_failures", "failed"},
+            budget_s=send_budget_s,
+            margin_s=_sender_margin_s(stack),
         )
     delivered, _ = _deliveries(stack, accepted_before)
     with counter.ignoring():
         status = request_status(request_id)
+    sent = len(delivered)
     return {
-        **_totals(phases, emails, "expansion", "send"),
+        **_totals(phases["expansion"], emails, phases["send"], sent),
         "request_id": request_id,
         "final_status": status,
+        "outbox_rows": outbox_rows,
         "expander_invocations": expander_runs,
         "sender_invocations": sender_runs,
+        "send_sampled": not finished,
+        "send_sample_size": sent,
+        "send_budget_s": send_budget_s,
+        "send_note": "every email sent"
+        if finished
+        else f"sending stopped after the {send_budget_s:.0f} s budget with {sent:,} of {emails:,} emails sent; "
+        "send rates and per-1,000 send figures are over those, emails_per_s = all emails / (expansion + "
+        "all emails at that send rate)",
         "delivered": len(set(delivered)),
         "duplicate_deliveries": len(delivered) - len(set(delivered)),
-        "missing_deliveries": len({u.email.lower() for u in program.students} - set(delivered)),
+        "missing_deliveries": len({u.email.lower() for u in program.students} - set(delivered)) if finished else None,
         "create": _phase_json(phases["create"], emails),
         "expansion": _phase_json(phases["expansion"], emails),
-        "send": _phase_json(phases["send"], emails),
+        "send": _phase_json(phases["send"], sent),
         "last_sender_result": str(sender_results[-1])[:300] if sender_results else "",
     }
 
@@ -208,7 +266,7 @@ def run_baseline(
         esp.send_email_requests()
     delivered, _ = _deliveries(stack, accepted_before)
     return {
-        **_totals(phases, emails, "process", "send"),
+        **_totals(phases["process"], emails, phases["send"], emails),
         "sample_size": emails,
         "sampled": emails < len(program.students),
         "sample_note": f"ESP's algorithm run on the first {emails:,} of the request's {len(program.students):,} "
@@ -230,9 +288,10 @@ def run_scenario(
     content: Content,
     *,
     baseline_sample: int,
+    send_budget_s: float | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    ours = run_ours(stack, counter, program, content)
+    ours = run_ours(stack, counter, program, content, send_budget_s=send_budget_s)
     baseline = run_baseline(stack, counter, program, content, sample=baseline_sample)
     speedup = ours["emails_per_s"] / baseline["emails_per_s"] if baseline["emails_per_s"] else None
     send_speedup = ours["send_emails_per_s"] / baseline["send_emails_per_s"] if baseline["send_emails_per_s"] else None

@@ -31,6 +31,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--incoming-members", type=int, help="members of the incoming class list (default 1000)")
     parser.add_argument("--attachment-mb", type=float, help="incoming attachment size in MiB (default 5)")
     parser.add_argument("--cold-start-runs", type=int, help="fresh interpreters per module (default 5)")
+    parser.add_argument(
+        "--send-budget-s",
+        type=float,
+        help="seconds our sender may run per outgoing scenario before its rate is taken from what it sent "
+        "(default 100; 0: until every email is sent; the smoke run always sends every email)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -40,6 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.incoming_members = args.incoming_members or (30 if smoke else 1000)
     args.attachment_mb = args.attachment_mb if args.attachment_mb is not None else (0.1 if smoke else 5.0)
     args.cold_start_runs = args.cold_start_runs or (1 if smoke else 5)
+    budget = args.send_budget_s if args.send_budget_s is not None else (0.0 if smoke else 100.0)
+    args.send_budget_s = budget if budget > 0 else None
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SCENARIOS)
     if unknown:
@@ -61,6 +69,8 @@ def _notes(args: argparse.Namespace, results: dict[str, Any]) -> list[str]:
         if baseline.get("sampled"):
             notes.append(f"{scenario}: baseline sampled. {baseline['sample_note']}.")
         ours = results.get(scenario, {}).get("ours", {})
+        if ours.get("send_sampled"):
+            notes.append(f"{scenario}: our sending sampled. {ours['send_note']}.")
         if ours:
             query_seconds = sum(
                 ours[phase]["dynamodb"]["client_seconds_by_operation"].get("Query", 0.0)
@@ -125,7 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["seed_seconds"] = round(time.perf_counter() - seed_started, 1)
                 console.print(f"[bold]bench[/bold]: {content.name} ({args.recipients:,} recipients)")
                 results[content.name] = outgoing.run_scenario(
-                    stack, counter, program, content, baseline_sample=args.baseline_sample
+                    stack,
+                    counter,
+                    program,
+                    content,
+                    baseline_sample=args.baseline_sample,
+                    send_budget_s=args.send_budget_s,
                 )
         if "memory" in args.only:
             from bench import memory_scale

@@ -65,6 +65,8 @@ def test_outgoing_reports_ours_and_the_baseline(smoke_results: dict[str, Any], s
         assert data[side]["send_seconds"] > 0
     ours, baseline = data["ours"], data["baseline"]
     assert data["speedup"] == pytest.approx(ours["emails_per_s"] / baseline["emails_per_s"], rel=0.01)
+    assert ours["outbox_rows"] == RECIPIENTS
+    assert ours["send_sampled"] is False
     assert ours["delivered"] == RECIPIENTS
     assert ours["duplicate_deliveries"] == 0
     assert ours["missing_deliveries"] == 0
