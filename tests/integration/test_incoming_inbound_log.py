@@ -150,3 +150,19 @@ def test_list_since_reads_the_days_in_order(log: InboundLog) -> None:
     assert everything == ["m0", "m1", "m2", "m3"]
     with pytest.raises(ValueError, match="timezone"):
         list(log.list_since(datetime(2026, 5, 1)))  # a naive datetime: the point of the test
+
+
+def test_a_failure_never_undoes_a_message_another_delivery_finished(log: InboundLog) -> None:
+    _begin(log)
+    assert log.record_failure("m1", "SendGrid timed out", now=NOW)
+    failed = log.get("m1")
+    assert failed is not None
+    assert failed.status is InboundStatus.FAILED
+    assert failed.last_error == "SendGrid timed out"
+    log.record_decisions("m1", [RecipientDecision(LIST, Decision.FORWARDED, "forwarded")], done=True, now=NOW)
+    assert not log.record_failure("m1", "ListHeld: held by another delivery", now=NOW)  # lost the race: done
+    done = log.get("m1")
+    assert done is not None
+    assert done.status is InboundStatus.DONE
+    assert not done.last_error
+    assert not log.record_failure("never-received", "boom", now=NOW)

@@ -9,7 +9,30 @@ Delivery guarantee, per list address of a message:
   (up to 1,000 recipients) is recorded as it is accepted, so a redelivery never sends a recorded request
   again, and two concurrent deliveries never both send to a list;
 - a transient failure (S3, DynamoDB, SendGrid 429/5xx/timeout) raises after recording it, so Lambda's
-  async retries and then the on-failure queue take over, and the retry sends only what is left.
+  async retries and then the on-failure queue take over, and the retry sends only what is left;
+- a list found claimed by another delivery under an unexpired lease is not this delivery's to send, but
+  it is not done either: the holder may be working (a duplicate delivery running at the same time) or
+  may have died after claiming (out of memory, a timeout, the sandbox killed). So the delivery does all
+  the rest, records it, and then raises :class:`ListHeld`; Lambda's retries, then the on-failure queue
+  and ``espmail inbound redrive``, come back to it. A holder that finished leaves the message ``done``
+  and the retry does nothing; a holder that died leaves its lease, and the first delivery after the
+  lease has run out claims the list and sends what the holder had not recorded as sent.
+
+The lease and Lambda's retry timing. A list is claimed for ``60 + 3 x SendGrid timeout x requests``
+seconds (90 s for one request at the default 10 s timeout): long enough for a live holder to send every
+request and record it, so no second delivery sends while the holder still may. A holder that raises
+gives its claim back at once (the list is marked failed); only a holder that dies holds it to the end.
+Lambda retries a failed asynchronous invocation about 1 minute after the failure, then about 2 minutes
+after that, so after a holder died just after claiming:
+
+- the first retry (~60 s) finds the lease running and raises ``ListHeld`` again;
+- the second retry (~180 s) finds it expired and sends, for a list of up to 3 requests (3,000
+  recipients): ``60 + 30 x 3 = 150 s``;
+- a larger list's lease outlasts both retries: the event goes to the on-failure queue (its depth raises
+  the alarm) and ``espmail inbound redrive``, run after the lease has expired, sends it.
+
+A holder that timed out died at its deadline; its first retry, about a minute later, finds the list free
+unless the holder claimed it less than ``lease - 60 s`` before that deadline (then the second retry does).
 
 So forwarding is at most once per list and request, but for one case that no client can rule out: a
 request SendGrid accepted whose answer was lost (a timeout, a dropped connection, a crash between the
@@ -30,7 +53,7 @@ from espmail.domain.inbound import Decision, ForwardState, InboundStatus, Recipi
 from espmail.domain.list_rules import ListRule, RuleProblem
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.people import User
-from espmail.errors import PermanentSendError, RetryableSendError
+from espmail.errors import ConditionFailed, PermanentSendError, RetryableSendError
 from espmail.incoming.events import SesReceipt, Verdict, Verdicts
 from espmail.incoming.forward import (
     ForwardPlan,
@@ -52,6 +75,22 @@ from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
 
 SES_TIMESTAMP_WINDOW = timedelta(days=30)
 NOTICE_KEEP = timedelta(days=2)
+
+
+class ListHeld(ConditionFailed):
+    """A list of the message is claimed by another delivery whose lease has not run out: raised after
+    everything else was done and recorded, so Lambda's retries (then the on-failure queue) come back."""
+
+    def __init__(self, message_id: str, held: Sequence[tuple[str, int]]) -> None:
+        self.message_id = message_id
+        self.held = tuple(held)
+        lists = ", ".join(
+            f"{address} until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
+            for address, until in self.held
+        )
+        super().__init__(
+            f"held by another delivery of this message (retried until it finishes or its lease runs out): {lists}"
+        )
 
 
 class RuleSource(Protocol):
@@ -148,7 +187,7 @@ class _Delivery:
     decisions: dict[str, RecipientDecision] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)  # site addresses still without a decision
     refusals: list[Refusal] = field(default_factory=list)
-    incomplete: bool = False  # a list is in a concurrent delivery's hands: leave the message open
+    held: list[tuple[str, int]] = field(default_factory=list)  # (list, lease_until) in another delivery's hands
 
     def decide(self, address: str, decision: Decision, reason: str, **extra: Any) -> None:
         self.decisions[address] = RecipientDecision(address, decision, reason, **extra)
@@ -270,7 +309,10 @@ class Mailgate:
         for problem in matcher.problems:
             logger().warning("list rule skipped", extra={"problem": str(problem), "message_id": receipt.message_id})
         self._forward_all(delivery, plans, sender, converted)
-        return self._finish(delivery, notice=self._notify(delivery, sender, converted))
+        outcome = self._finish(delivery, notice=self._notify(delivery, sender, converted))
+        if delivery.held:
+            raise ListHeld(receipt.message_id, delivery.held)
+        return outcome
 
     def _screen(self, delivery: _Delivery) -> bool:
         """Step 2: virus FAIL, and spam FAIL unless the policy forwards spam, are dropped."""
@@ -412,7 +454,6 @@ class Mailgate:
                 continue
             decided = self._send_list(delivery, plan, bodies)
             if decided is None:
-                delivery.incomplete = True
                 delivery.pending.remove(address)
                 continue
             delivery.decide(address, decided.decision, decided.reason, **{**_extra(decided), **base})
@@ -426,7 +467,8 @@ class Mailgate:
     def _send_list(
         self, delivery: _Delivery, plan: ForwardPlan, bodies: Sequence[dict[str, Any]]
     ) -> RecipientDecision | None:
-        """Sends one list's requests under its claim; None when a concurrent delivery holds the list."""
+        """Sends one list's requests under its claim; None when another delivery holds the list (noted in
+        ``delivery.held``)."""
         message_id = delivery.receipt.message_id
         address = plan.list_address
         forwarded_to = tuple(r.email for r in plan.recipients[:MAX_LOGGED_RECIPIENTS])
@@ -444,7 +486,12 @@ class Mailgate:
                     forwarded_to=forwarded_to,
                     sendgrid_message_ids=progress.sendgrid_message_ids,
                 )
-            logger().info("list held by a concurrent delivery", extra={"message_id": message_id, "list": address})
+            lease_until = progress.lease_until if progress is not None else 0
+            logger().warning(
+                "list held by another delivery: left to it, this delivery will raise for a retry",
+                extra={"message_id": message_id, "list": address, "lease_until": lease_until},
+            )
+            delivery.held.append((address, lease_until))
             return None
         assert progress is not None
         ids = list(progress.sendgrid_message_ids)
@@ -533,7 +580,7 @@ class Mailgate:
         self.log.record_decisions(
             delivery.receipt.message_id,
             decisions,
-            done=not delivery.incomplete and not delivery.pending,
+            done=not delivery.held and not delivery.pending,
             now=self.clock(),
             notice=notice,
         )

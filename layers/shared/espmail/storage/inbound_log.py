@@ -302,15 +302,23 @@ class InboundLog:
             actions.append(InboundLogItem.notice.set(_text(notice)))
         InboundLogItem(message_id).update(actions=actions)
 
-    def record_failure(self, message_id: str, error: str, *, now: datetime) -> None:
-        InboundLogItem(message_id).update(
-            actions=[
-                InboundLogItem.status.set(InboundStatus.FAILED.value),
-                InboundLogItem.last_error.set(_text(error)),
-                InboundLogItem.updated_at.set(iso(now)),
-            ],
-            condition=InboundLogItem.message_id.exists(),
-        )
+    def record_failure(self, message_id: str, error: str, *, now: datetime) -> bool:
+        """Marks the message failed with ``error``; False (nothing written) when it is not recorded, or
+        when another delivery has finished it meanwhile (a ``done`` message stays done)."""
+        try:
+            InboundLogItem(message_id).update(
+                actions=[
+                    InboundLogItem.status.set(InboundStatus.FAILED.value),
+                    InboundLogItem.last_error.set(_text(error)),
+                    InboundLogItem.updated_at.set(iso(now)),
+                ],
+                condition=InboundLogItem.message_id.exists() & (InboundLogItem.status != InboundStatus.DONE.value),
+            )
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+            return False
+        return True
 
     # ------------------------------------------------------------------ forwarding, per list
     def forward_progress(self, message_id: str, address: str) -> ForwardProgress | None:
