@@ -33,6 +33,12 @@ workers, a retried invocation) exactly one claim succeeds. The lease (default 12
 one call (the SendGrid timeout) plus the outcome write, and an outcome is written while the lease holds
 (a row close to the end of its lease is written conditionally on still holding it).
 
+*An error is no crash.* An unexpected error in one call (DynamoDB throttling a claim after the client's
+own retries, a request's status that cannot be read) ends that call: its rows already answered keep
+their outcome, its other claimed rows are queued again with the error on them (and back-off), and the
+run stops claiming. Every outcome already known, from this call and from every other call that finished,
+is written before the error leaves ``run`` (so the invocation fails and its alarm sees it).
+
 *The one duplicate window.* If a run crashes (or loses DynamoDB) after SendGrid answered 202 and before
 the row's status write, the row is still ``sending``; when its lease runs out it is due again and is
 sent a second time. The same holds for a call whose 202 never reached us (a timeout after SendGrid
@@ -94,12 +100,16 @@ class _Outcome:
     counted: str  # "sent" | "failed" | "retried" | "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class _Delivery:
-    claimed: int
-    lost: int
-    calls: int
-    outcomes: list[_Outcome]
+    """What one call did: rows claimed and lost to other runs, SendGrid calls made, the outcomes known,
+    and the unexpected error that ended it early (its claimed rows without an outcome are retries)."""
+
+    claimed: int = 0
+    lost: int = 0
+    calls: int = 0
+    outcomes: list[_Outcome] = field(default_factory=list)
+    error: BaseException | None = None
 
 
 @dataclass
@@ -187,11 +197,16 @@ class Sender:
         self._statuses: dict[str, tuple[float, RequestStatus | None]] = {}
         self._buffer: list[_Outcome] = []
         self._buffer_since = 0.0
+        self._in_flight: set[Future[_Delivery]] = set()
+        self._error: BaseException | None = None
         self._remaining: Callable[[], int] = lambda: 0
 
     # ------------------------------------------------------------------ the run
     def run(self, remaining_ms: Callable[[], int], worker: Worker = Worker()) -> SendReport:
-        """One scheduled run: send what is due in this worker's shards until done or out of time."""
+        """One scheduled run: send what is due in this worker's shards until done or out of time.
+
+        Raises the first unexpected error of a call (or of the run itself), after the outcomes of every
+        call that finished are written."""
         report = SendReport()
         self._remaining = remaining_ms
         shards = shards_for(worker.index, worker.count)
@@ -204,6 +219,10 @@ class Sender:
         finally:
             self._stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self._collect(self._in_flight, report)
+            self._flush(report, force=True)
+        if self._error is not None:
+            raise self._error
         return report
 
     def _time_left(self) -> bool:
@@ -211,7 +230,6 @@ class Sender:
 
     def _drain(self, pool: ThreadPoolExecutor, shards: Sequence[int], report: SendReport) -> None:
         submitted = 0
-        in_flight: set[Future[_Delivery]] = set()
         while not report.stopped:
             if not self._time_left():
                 report.stopped = "time budget"
@@ -221,6 +239,8 @@ class Sender:
                 break
             claimed_before = report.claimed
             for unit in plan_calls(rows, self._settings.batch_identical, self._settings.max_personalizations):
+                if report.stopped:
+                    break
                 if not self._time_left():
                     report.stopped = "time budget"
                     break
@@ -230,12 +250,12 @@ class Sender:
                     break
                 if not self._wait_out_pause(report):
                     break
-                while len(in_flight) >= self._settings.concurrency:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                while len(self._in_flight) >= self._settings.concurrency:
+                    done, _ = wait(self._in_flight, return_when=FIRST_COMPLETED)
                     self._collect(done, report)
-                in_flight.add(pool.submit(self._deliver, unit))
+                self._in_flight.add(pool.submit(self._deliver, unit))
                 submitted += len(unit)
-            done, in_flight = wait(in_flight)
+            done, _ = wait(self._in_flight)
             self._collect(done, report)
             self._flush(report, force=True)
             if report.claimed == claimed_before:
@@ -263,32 +283,74 @@ class Sender:
 
     # ------------------------------------------------------------------ one call (worker threads)
     def _deliver(self, unit: list[OutboxRow]) -> _Delivery:
+        """Claims, checks and sends one call's rows. Never raises: an unexpected error ends the call with
+        the outcomes known so far, the error as a retry on its other claimed rows, and the error itself."""
+        delivery = _Delivery()
         if self._stop.is_set() or not self._time_left():
-            return _Delivery(0, 0, 0, [])
+            return delivery
         now = self._clock()
         lease_until = now + self._settings.lease
-        claimed = [row for row in (self._outbox.claim(r, self.run_id, now, lease_until) for r in unit) if row]
-        outcomes: list[_Outcome] = []
+        claimed: list[OutboxRow] = []
+        try:
+            for row in unit:
+                mine = self._outbox.claim(row, self.run_id, now, lease_until)
+                if mine is None:
+                    delivery.lost += 1
+                else:
+                    claimed.append(mine)
+            delivery.claimed = len(claimed)
+            self._check_and_send(claimed, now, lease_until, delivery)
+        except Exception as exc:  # noqa: BLE001 - recorded on the rows and raised by run() once all is written
+            self._end_early(unit, claimed, lease_until, delivery, exc)
+        return delivery
+
+    def _check_and_send(
+        self, claimed: list[OutboxRow], now: datetime, lease_until: datetime, delivery: _Delivery
+    ) -> None:
         live: list[OutboxRow] = []
         retention = self._settings.retention
         for row in claimed:
             closed = self._closed(row.request_id) if row.kind is RowKind.BULK else ""
             if closed:
-                outcomes.append(_Outcome(row.cancelled(closed, now, retention), lease_until, "cancelled"))
+                delivery.outcomes.append(_Outcome(row.cancelled(closed, now, retention), lease_until, "cancelled"))
             elif row.tries > self._settings.max_tries:
                 error = (
                     f"gave up after {row.tries - 1} tries; last: {row.last_error or 'the run ended before an answer'}"
                 )
-                outcomes.append(_Outcome(row.failed(error, row.last_status, now, retention), lease_until, "failed"))
+                outcome = _Outcome(row.failed(error, row.last_status, now, retention), lease_until, "failed")
+                delivery.outcomes.append(outcome)
             else:
                 live.append(row)
-        calls = 0
         if live:
-            calls, sent = self._send(live, lease_until)
-            outcomes += sent
-        return _Delivery(len(claimed), len(unit) - len(claimed), calls, outcomes)
+            self._send(live, lease_until, delivery)
 
-    def _send(self, rows: list[OutboxRow], lease_until: datetime) -> tuple[int, list[_Outcome]]:
+    def _end_early(
+        self,
+        unit: list[OutboxRow],
+        claimed: list[OutboxRow],
+        lease_until: datetime,
+        delivery: _Delivery,
+        exc: Exception,
+    ) -> None:
+        delivery.claimed = len(claimed)
+        delivery.error = exc
+        answered = {(o.row.request_id, o.row.recipient) for o in delivery.outcomes}
+        unanswered = [row for row in claimed if (row.request_id, row.recipient) not in answered]
+        now = self._clock()
+        reason = f"unexpected error before sending: {type(exc).__name__}: {exc}"
+        delivery.outcomes += [self._retry_or_fail(row, reason, None, None, now, lease_until) for row in unanswered]
+        logger().exception(
+            "a call of the sender run ended with an unexpected error; its rows without an answer are retried",
+            extra={
+                "request_ids": sorted({row.request_id for row in unit}),
+                "rows": len(unit),
+                "claimed": len(claimed),
+                "answered": len(answered),
+            },
+        )
+
+    def _send(self, rows: list[OutboxRow], lease_until: datetime, delivery: _Delivery) -> None:
+        """Sends one call and adds its outcomes to ``delivery`` as they become known."""
         first = rows[0]
         message = MailMessage(
             sender=first.sender,
@@ -303,28 +365,32 @@ class Sender:
         try:
             receipt = self._mailer.send(message, [self._personalization(row) for row in rows])
         except RetryableSendError as exc:
+            delivery.calls += 1
             self._note_pause(exc)
             now = self._clock()
-            return 1, [self._retry_or_fail(row, exc, now, lease_until) for row in rows]
-        except PermanentSendError as exc:
-            if len(rows) > 1:
-                calls, outcomes = 1, []
-                for row in rows:  # one bad recipient must not sink the others: send them one by one
-                    more, outcome = self._send([row], lease_until)
-                    calls += more
-                    outcomes += outcome
-                return calls, outcomes
-            now = self._clock()
-            return 1, [
-                _Outcome(first.failed(str(exc), exc.status, now, self._settings.retention), lease_until, "failed")
+            delivery.outcomes += [
+                self._retry_or_fail(row, str(exc), exc.status, exc.retry_after, now, lease_until) for row in rows
             ]
+            return
+        except PermanentSendError as exc:
+            delivery.calls += 1
+            if len(rows) > 1:
+                for row in rows:  # one bad recipient must not sink the others: send them one by one
+                    self._send([row], lease_until, delivery)
+                return
+            now = self._clock()
+            failed = first.failed(str(exc), exc.status, now, self._settings.retention)
+            delivery.outcomes.append(_Outcome(failed, lease_until, "failed"))
+            return
         except ValueError as exc:  # the payload could not be built: nothing to retry
             now = self._clock()
-            return 0, [
+            delivery.outcomes += [
                 _Outcome(r.failed(str(exc), None, now, self._settings.retention), lease_until, "failed") for r in rows
             ]
+            return
+        delivery.calls += 1
         now = self._clock()
-        return 1, [
+        delivery.outcomes += [
             _Outcome(row.sent(receipt.message_id, now, self._settings.retention), lease_until, "sent") for row in rows
         ]
 
@@ -338,19 +404,27 @@ class Sender:
             custom_args={"recipient": row.recipient},
         )
 
-    def _retry_or_fail(self, row: OutboxRow, exc: RetryableSendError, now: datetime, lease_until: datetime) -> _Outcome:
+    def _retry_or_fail(
+        self,
+        row: OutboxRow,
+        error: str,
+        status: int | None,
+        retry_after: float | None,
+        now: datetime,
+        lease_until: datetime,
+    ) -> _Outcome:
         settings = self._settings
         if row.tries >= settings.max_tries:
-            error = f"gave up after {row.tries} tries; last: {exc}"
-            return _Outcome(row.failed(error, exc.status, now, settings.retention), lease_until, "failed")
+            reason = f"gave up after {row.tries} tries; last: {error}"
+            return _Outcome(row.failed(reason, status, now, settings.retention), lease_until, "failed")
         delay = backoff_seconds(
             row.tries,
             settings.backoff_base_seconds,
             settings.backoff_max_seconds,
-            exc.retry_after,
+            retry_after,
             settings.max_retry_after_seconds,
         )
-        return _Outcome(row.retry_at(now + timedelta(seconds=delay), str(exc), exc.status), lease_until, "retried")
+        return _Outcome(row.retry_at(now + timedelta(seconds=delay), error, status), lease_until, "retried")
 
     def _note_pause(self, exc: RetryableSendError) -> None:
         if exc.status != 429:
@@ -378,14 +452,24 @@ class Sender:
 
     # ------------------------------------------------------------------ outcomes (main thread)
     def _collect(self, done: set[Future[_Delivery]], report: SendReport) -> None:
-        for future in done:
-            delivery = future.result()
+        """Takes in the outcomes of every finished call (all of them before anything can raise) and
+        writes them when a batch is full or old enough. The first error of a call stops the run."""
+        for future in [f for f in done if f.done()]:
+            self._in_flight.discard(future)
+            if future.cancelled():
+                continue
+            failure = future.exception()
+            delivery = future.result() if failure is None else _Delivery(error=failure)
             report.claimed += delivery.claimed
             report.lost_claims += delivery.lost
             report.calls += delivery.calls
             if delivery.outcomes and not self._buffer:
                 self._buffer_since = time.monotonic()
             self._buffer += delivery.outcomes
+            if delivery.error is not None and self._error is None:
+                self._error = delivery.error
+                report.stopped = "error"
+                self._stop.set()
         self._flush(report)
 
     def _flush(self, report: SendReport, *, force: bool = False) -> None:
