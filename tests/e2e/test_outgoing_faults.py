@@ -4,8 +4,7 @@ stays stuck, and overlapping runs never send a row twice (the SendGrid double's 
 from __future__ import annotations
 
 import threading
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from embedded.sendgrid_double import Disconnect, Status, Timeout
 from espmail.domain.people import Role
 from espmail.errors import EspMailError
+from espmail.outgoing import wiring
 from espmail.outgoing.completion import Completion
 from espmail.outgoing.outbox import RowStatus
 from espmail.outgoing.requests import RequestStatus
@@ -180,12 +180,9 @@ def test_retrying_the_failed_rows_sends_them_and_makes_the_counts_final_again(st
     assert sorted(bulk_accepted_to(stack)).count(bad) == 1
 
 
-def test_a_crash_between_the_202_and_the_status_write_sends_again_after_the_lease(
-    stack: Any, fast: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_crash_between_the_202_and_the_status_write_sends_again_after_the_lease(stack: Any) -> None:
     """The one duplicate window of the delivery guarantee: SendGrid took the messages, the run died before
     recording it; the rows come back when their lease runs out and are sent (again). No row is lost."""
-    monkeypatch.setenv("SEND_LEASE_SECONDS", "1")
     created, addresses = expanded_section(stack)
 
     class LostDynamoDB(OutboxRepository):
@@ -195,8 +192,7 @@ def test_a_crash_between_the_202_and_the_status_write_sends_again_after_the_leas
         def record_guarded(self, row: Any, owner: str) -> None:
             raise EspMailError("DynamoDB went away after SendGrid's 202")
 
-    env = stack.function_env("SenderFunction")
-    settings = SenderSettings.from_env({**env, "SEND_LEASE_SECONDS": "1"})
+    settings = SenderSettings.from_env(stack.function_env("SenderFunction"))
     requests = MessageRequestRepository()
     outbox = LostDynamoDB()
     completion = Completion(
@@ -210,8 +206,13 @@ def test_a_crash_between_the_202_and_the_status_write_sends_again_after_the_leas
     assert statuses(stack, created.request_id) == {RowStatus.SENDING: 5}  # but nothing was recorded
 
     assert send(stack)["claimed"] == 0  # still leased: nobody may touch them
-    time.sleep(1.1)
-    settle(stack, created.request_id)
+
+    def after_the_lease() -> datetime:
+        return datetime.now(UTC) + settings.lease + timedelta(seconds=1)
+
+    with wiring.sender(settings, run_id="sender-after-the-lease", clock=after_the_lease) as later:
+        report = later.run(lambda: 300_000)
+    assert (report.claimed, report.sent) == (5, 5)
     assert statuses(stack, created.request_id) == {RowStatus.SENT: 5}
     assert all(r.tries == 2 for r in rows(stack, created.request_id))
     assert sorted(accepted_to(stack)) == sorted(addresses * 2)  # the documented duplicate window

@@ -16,7 +16,7 @@ from espmail.outgoing.completion import Completion
 from espmail.outgoing.expand import Expander
 from espmail.outgoing.pooled_client import PooledMailSendClient
 from espmail.outgoing.requests_service import MessageRequestService
-from espmail.outgoing.send import Sender
+from espmail.outgoing.send import Clock, Sender, utc_now
 from espmail.outgoing.settings import ExpanderSettings, SenderSettings
 from espmail.outgoing.unsubscribe import UnsubscribeLinks, signing_key
 from espmail.settings import SiteSettings, TableNames
@@ -34,7 +34,13 @@ def expander(settings: ExpanderSettings, run_id: str | None = None) -> Expander:
 
 
 @contextmanager
-def sender(settings: SenderSettings, run_id: str | None = None, secrets_client: Any | None = None) -> Iterator[Sender]:
+def sender(
+    settings: SenderSettings,
+    run_id: str | None = None,
+    secrets_client: Any | None = None,
+    *,
+    clock: Clock = utc_now,
+) -> Iterator[Sender]:
     """A sender for one run; its connection pool is closed when the run ends."""
     bind(settings.tables)
     api_key = read_api_key(settings.sendgrid.api_key_secret_arn, secrets_client or secrets_manager_client())
@@ -56,7 +62,7 @@ def sender(settings: SenderSettings, run_id: str | None = None, secrets_client: 
         retention=settings.retention,
     )
     try:
-        yield Sender(settings, outbox, requests, completion, mailer, unsubscribe, run_id=run_id)
+        yield Sender(settings, outbox, requests, completion, mailer, unsubscribe, clock=clock, run_id=run_id)
     finally:
         client.close()
 
