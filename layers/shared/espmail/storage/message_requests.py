@@ -3,10 +3,12 @@
 The sparse ``pending-by-time`` index is the work queue of the scheduled functions; only requests that
 still need attention carry its keys:
 
-- ``pending = "expand"``: waiting to be expanded (status ``pending``) or being expanded (``expanding``);
-  ``not_before`` is when the expander may take it: the requested not-before time at first, then, while a
-  run holds its lease, the lease expiry (a crashed run's request comes back by itself), then "now" when a
-  run stops cleanly at its time budget (the next run resumes from the checkpoint);
+- ``pending = "expand#<priority>"``: waiting to be expanded (status ``pending``) or being expanded
+  (``expanding``), one partition per priority (0..9) so the expander reads the highest priority first and
+  each partition oldest first, and never reads past what it takes; ``not_before`` is when the expander may
+  take it: the requested not-before time at first, then, while a run holds its lease, the lease expiry (a
+  crashed run's request comes back by itself), then "now" when a run stops cleanly at its time budget (the
+  next run resumes from the checkpoint);
 - ``pending = "finish"``: expanded, its rows are being sent; ``not_before`` is when the sender should next
   check whether every row is final (it also checks at once when its counters say so).
 
@@ -38,6 +40,8 @@ from pynamodb.models import Model
 from espmail.domain.mail import Address
 from espmail.errors import ConditionFailed, NotFound
 from espmail.outgoing.requests import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     BodyFormat,
     MessageRequest,
     RequestCounts,
@@ -49,6 +53,11 @@ from espmail.outgoing.requests import (
 
 EXPAND = "expand"
 FINISH = "finish"
+
+
+def expand_queue(priority: int) -> str:
+    """The ``pending`` value of a request waiting for the expander: its priority's partition."""
+    return f"{EXPAND}#{max(MIN_PRIORITY, min(MAX_PRIORITY, priority))}"
 
 
 class PendingByTime(GlobalSecondaryIndex["MessageRequestItem"]):  # type: ignore[no-untyped-call]
@@ -166,7 +175,7 @@ def to_item(request: MessageRequest) -> MessageRequestItem:
         status=request.status.value,
         round=request.round,
         last_error=request.last_error or None,
-        pending=None if final else EXPAND,
+        pending=None if final else expand_queue(request.priority),
         not_before=None if final else request.not_before,
     )
 
@@ -245,12 +254,18 @@ class MessageRequestRepository:
 
     # ------------------------------------------------------------------ expander
     def due_for_expansion(self, now: datetime, limit: int) -> list[tuple[MessageRequest, bool, bool]]:
-        """Due requests, highest priority first, then oldest, with two flags each: was a run holding it
-        when it came due (it crashed), and has its expansion started (it has a checkpoint)."""
+        """Up to ``limit`` due requests, highest priority first, then longest due, with two flags each: was
+        a run holding it when it came due (it crashed), and has its expansion started (it has a checkpoint).
+        One query per priority, highest first, each reading only what it returns."""
         found: list[tuple[MessageRequest, bool, bool]] = []
-        for item in MessageRequestItem.pending_by_time.query(EXPAND, MessageRequestItem.not_before <= now, limit=limit):
-            found.append((to_domain(item), bool(item.lease_owner), item.checkpoint is not None))
-        found.sort(key=lambda entry: (-entry[0].priority, entry[0].not_before, entry[0].request_id))
+        for priority in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1):
+            wanted = limit - len(found)
+            if wanted <= 0:
+                break
+            for item in MessageRequestItem.pending_by_time.query(
+                expand_queue(priority), MessageRequestItem.not_before <= now, limit=wanted
+            ):
+                found.append((to_domain(item), bool(item.lease_owner), item.checkpoint is not None))
         return found
 
     def claim_for_expansion(
@@ -270,7 +285,7 @@ class MessageRequestRepository:
         try:
             item.update(
                 actions=actions,
-                condition=(MessageRequestItem.pending == EXPAND)
+                condition=MessageRequestItem.pending.startswith(f"{EXPAND}#")
                 & (MessageRequestItem.not_before <= now)
                 & MessageRequestItem.status.is_in(RequestStatus.PENDING.value, RequestStatus.EXPANDING.value),
             )
