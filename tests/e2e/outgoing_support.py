@@ -10,14 +10,14 @@ from typing import Any
 
 from embedded.seed import SeededProgram, seed
 from espmail.domain.mail import Address
-from espmail.outgoing.outbox import OutboxRow, RowStatus
-from espmail.outgoing.requests import (
+from espmail.domain.message_requests import (
     BodyFormat,
     MessageRequest,
     new_request_id,
     parse_recipient_spec,
     parse_sendto,
 )
+from espmail.domain.outbox import OutboxRow, RowStatus
 from espmail.outgoing.requests_service import MessageRequestService
 from espmail.outgoing.wiring import request_service
 from espmail.settings import SiteSettings, TableNames

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from embedded.sendgrid_double import Disconnect, Status, Timeout
+from espmail.domain.message_requests import RequestStatus
+from espmail.domain.outbox import RowStatus
 from espmail.domain.people import Role
 from espmail.errors import EspMailError
 from espmail.outgoing import wiring
 from espmail.outgoing.completion import Completion
-from espmail.outgoing.outbox import RowStatus
-from espmail.outgoing.requests import RequestStatus
 from espmail.outgoing.send import Sender
 from espmail.outgoing.settings import SenderSettings
 from espmail.storage.message_requests import MessageRequestRepository

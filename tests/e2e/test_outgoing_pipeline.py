@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from embedded.stack import LOCAL_API_KEY
 from espmail.domain.mail import Address
+from espmail.domain.message_requests import BodyFormat, RequestStatus
+from espmail.domain.outbox import RowStatus
 from espmail.domain.people import Role, User
-from espmail.outgoing.outbox import RowStatus
-from espmail.outgoing.requests import BodyFormat, RequestStatus
 from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key
 from espmail.storage.users import UserRepository
 from tests.e2e.outgoing_support import (

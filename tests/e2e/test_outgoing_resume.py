@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from embedded.seed import sample_program, seed
-from espmail.outgoing.outbox import RowStatus
-from espmail.outgoing.requests import RequestStatus
+from espmail.domain.message_requests import RequestStatus
+from espmail.domain.outbox import RowStatus
 from espmail.outgoing.settings import ExpanderSettings
 from tests.e2e.outgoing_support import accepted_to, expand, put_unchecked, request, rows, send, tables, twice
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from embedded.template import load_template
-from espmail.outgoing.outbox import DUE_SHARDS
+from espmail.domain.outbox import DUE_SHARDS
 from espmail.outgoing.schedule import parse_scheduled_event
 from tests.infrastructure.test_template import translated
 

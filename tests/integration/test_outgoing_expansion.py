@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from embedded.seed import sample_program, seed
+from espmail.domain.message_requests import RequestStatus
+from espmail.domain.outbox import RowStatus
 from espmail.domain.people import Group, GroupKind, Role, User
+from espmail.domain.recipients import Part, UserPage
 from espmail.outgoing.expand import Expander
-from espmail.outgoing.outbox import RowStatus
-from espmail.outgoing.recipients import Part, UserPage
-from espmail.outgoing.requests import RequestStatus
 from espmail.outgoing.settings import ExpanderSettings
 from espmail.storage.message_requests import MessageRequestItem, MessageRequestRepository
 from espmail.storage.outbox import OutboxItem, OutboxRepository

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from espmail.domain.message_requests import RequestStatus
+from espmail.domain.outbox import OutboxRow, RowStatus
 from espmail.outgoing.completion import Completion
-from espmail.outgoing.outbox import OutboxRow, RowStatus
-from espmail.outgoing.requests import RequestStatus
 from espmail.outgoing.send import Sender, Worker
 from espmail.outgoing.settings import SenderSettings
 from espmail.storage.message_requests import MessageRequestRepository

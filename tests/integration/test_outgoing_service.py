@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from espmail.domain.message_requests import BodyFormat, RequestStatus, SendTo
+from espmail.domain.outbox import RowStatus
 from espmail.errors import InvalidInput, NotFound
-from espmail.outgoing.outbox import RowStatus
-from espmail.outgoing.requests import BodyFormat, RequestStatus, SendTo
 from tests.e2e.outgoing_support import create, expand, rows, seeded, send, service
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from espmail.domain.mail import Address
-from espmail.outgoing.outbox import DUE_SHARDS, OutboxRow, RowStatus, content_hash, recipient_key
+from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowStatus, content_hash, recipient_key
 from espmail.storage.outbox import OutboxItem, OutboxRepository
 from tests.e2e.outgoing_support import tables
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import click
 
 from espmail.domain.mail import Address
+from espmail.domain.message_requests import BodyFormat, MessageRequest, RequestStatus, parse_recipient_spec
 from espmail.outgoing.completion import final_status, notice_text
-from espmail.outgoing.requests import BodyFormat, MessageRequest, RequestStatus, parse_recipient_spec
 from espmail.settings import SiteSettings
 from espmail.storage.outbox import RowTally
 from espmail_cli.main import cli

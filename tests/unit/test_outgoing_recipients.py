@@ -9,18 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from espmail.domain.message_requests import SendTo, parse_recipient_spec
+from espmail.domain.outbox import recipient_key
 from espmail.domain.people import Group, GroupKind, Role, User
-from espmail.outgoing.outbox import recipient_key
-from espmail.outgoing.recipients import (
-    Part,
-    Position,
-    UnknownGroup,
-    UserPage,
-    addresses_of,
-    pages,
-    plan_parts,
-)
-from espmail.outgoing.requests import SendTo, parse_recipient_spec
+from espmail.domain.recipients import Part, UserPage
+from espmail.outgoing.recipients import Position, UnknownGroup, addresses_of, pages, plan_parts
 
 ALL = frozenset({SendTo.SELF, SendTo.GUARDIAN, SendTo.EMERGENCY})
 

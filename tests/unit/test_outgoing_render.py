@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from espmail.domain.mail import Address
+from espmail.domain.message_requests import BodyFormat, MessageRequest, SendTo, parse_recipient_spec
 from espmail.domain.people import Role, User
 from espmail.outgoing.render import MessageTemplates, TemplateProblem, header_value, template_context
-from espmail.outgoing.requests import BodyFormat, MessageRequest, SendTo, parse_recipient_spec
 from espmail.settings import SiteSettings
 
 SITE = SiteSettings(
@@ -207,7 +207,7 @@ def test_the_sandboxes_are_built_on_first_use_not_at_import() -> None:
             original(self, *args, **kwargs)
         jinja2.Environment.__init__ = counting
         from espmail.outgoing import render
-        from espmail.outgoing.requests import BodyFormat
+        from espmail.domain.message_requests import BodyFormat
         print(len(built))
         render.MessageTemplates.compile("s", "<p>b</p>", BodyFormat.HTML)
         render.MessageTemplates.compile("s", "b", BodyFormat.TEXT)

@@ -10,9 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from espmail.domain.mail import Address
-from espmail.domain.people import Role
-from espmail.errors import InvalidInput
-from espmail.outgoing.requests import (
+from espmail.domain.message_requests import (
     BodyFormat,
     GroupScope,
     GroupSelector,
@@ -27,6 +25,8 @@ from espmail.outgoing.requests import (
     sender_problem,
     sendto_text,
 )
+from espmail.domain.people import Role
+from espmail.errors import InvalidInput
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 ALLOWED = ("esp.example.org",)

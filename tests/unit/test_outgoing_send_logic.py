@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from espmail.domain.mail import Address
+from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
 from espmail.errors import InvalidInput
-from espmail.outgoing.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
 from espmail.outgoing.schedule import parse_scheduled_event
 from espmail.outgoing.send import backoff_seconds, display_name, plan_calls
 from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key

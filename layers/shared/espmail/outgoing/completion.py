@@ -13,10 +13,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from espmail.domain.mail import Address
+from espmail.domain.message_requests import MAX_PRIORITY, MessageRequest, RequestStatus
+from espmail.domain.outbox import OutboxRow, RowKind, content_hash, notice_key
 from espmail.observability import logger
-from espmail.outgoing.outbox import OutboxRow, RowKind, content_hash, notice_key
 from espmail.outgoing.render import header_value
-from espmail.outgoing.requests import MAX_PRIORITY, MessageRequest, RequestStatus
 from espmail.settings import SiteSettings
 from espmail.storage.message_requests import MessageRequestRepository
 from espmail.storage.outbox import OutboxRepository, RowTally

@@ -44,13 +44,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from espmail.domain.mail import Address
+from espmail.domain.message_requests import MessageRequest, RequestCounts, RequestStatus, SendTo, sender_problem
+from espmail.domain.outbox import OutboxRow, RowKind, content_hash, recipient_key
 from espmail.domain.people import Role, User
+from espmail.domain.recipients import Directory
 from espmail.errors import ConditionFailed, InvalidInput
 from espmail.observability import logger
-from espmail.outgoing.outbox import OutboxRow, RowKind, content_hash, recipient_key
-from espmail.outgoing.recipients import Directory, Position, addresses_of, pages, plan_parts
+from espmail.outgoing.recipients import Position, addresses_of, pages, plan_parts
 from espmail.outgoing.render import MessageTemplates, TemplateProblem, template_context
-from espmail.outgoing.requests import MessageRequest, RequestCounts, RequestStatus, SendTo, sender_problem
 from espmail.outgoing.settings import ExpanderSettings
 from espmail.storage.message_requests import ExpansionClaim, MessageRequestRepository
 from espmail.storage.outbox import BATCH_WRITE_LIMIT, OutboxRepository

@@ -13,50 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from espmail.domain.list_rules import is_valid_address
-from espmail.domain.people import Group, GroupKind, Role, User
+from espmail.domain.message_requests import SENDTO_ORDER, RecipientSpec, SendTo
+from espmail.domain.people import GroupKind, User
+from espmail.domain.recipients import Directory, Part
 from espmail.errors import InvalidInput
-from espmail.outgoing.requests import SENDTO_ORDER, RecipientSpec, SendTo
 
 _LABEL = {SendTo.SELF: "", SendTo.GUARDIAN: "guardian ", SendTo.EMERGENCY: "emergency contact "}
 
 
 class UnknownGroup(InvalidInput):
     """A recipient spec names a group that does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One resumable source of users: a group's members with some roles, the named users, or a role."""
-
-    kind: str  # "group" | "users" | "roles"
-    code: str = ""
-    roles: tuple[Role, ...] = ()
-    usernames: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        if self.kind == "group":
-            return f"{self.code} ({', '.join(r.value for r in self.roles)})"
-        if self.kind == "users":
-            return f"{len(self.usernames)} named users"
-        return f"users with role {', '.join(r.value for r in self.roles)}"
-
-
-@dataclass(frozen=True, slots=True)
-class UserPage:
-    users: list[User]
-    missing: list[str]  # usernames that name no account
-    next_position: str | None  # None: the part is done
-
-
-class Directory(Protocol):
-    """Reads users and groups page by page (the storage adapter implements it)."""
-
-    def group(self, code: str) -> Group | None: ...
-
-    def page(self, part: Part, position: str | None, size: int) -> UserPage: ...
 
 
 def plan_parts(spec: RecipientSpec, directory: Directory) -> list[Part]:

@@ -24,8 +24,8 @@ from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from espmail.domain.message_requests import BodyFormat, MessageRequest, SendTo
 from espmail.errors import InvalidInput
-from espmail.outgoing.requests import BodyFormat, MessageRequest, SendTo
 
 if TYPE_CHECKING:
     from jinja2 import Template

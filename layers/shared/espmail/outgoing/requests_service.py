@@ -13,11 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from espmail.domain.mail import Address
-from espmail.errors import ConditionFailed, InvalidInput
-from espmail.outgoing.outbox import OutboxRow
-from espmail.outgoing.recipients import Directory, Position, UnknownGroup, addresses_of, pages, plan_parts
-from espmail.outgoing.render import MessageTemplates, TemplateProblem, template_context
-from espmail.outgoing.requests import (
+from espmail.domain.message_requests import (
     DEFAULT_PRIORITY,
     BodyFormat,
     InvalidAddress,
@@ -31,6 +27,11 @@ from espmail.outgoing.requests import (
     parse_sendto,
     request_problems,
 )
+from espmail.domain.outbox import OutboxRow
+from espmail.domain.recipients import Directory
+from espmail.errors import ConditionFailed, InvalidInput
+from espmail.outgoing.recipients import Position, UnknownGroup, addresses_of, pages, plan_parts
+from espmail.outgoing.render import MessageTemplates, TemplateProblem, template_context
 from espmail.settings import SiteSettings
 from espmail.storage.message_requests import MessageRequestRepository
 from espmail.storage.outbox import OutboxRepository

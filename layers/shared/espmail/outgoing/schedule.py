@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from espmail.domain.outbox import DUE_SHARDS
 from espmail.errors import InvalidInput
-from espmail.outgoing.outbox import DUE_SHARDS
 
 
 @dataclass(frozen=True, slots=True)

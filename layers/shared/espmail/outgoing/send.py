@@ -58,12 +58,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
+from espmail.domain.message_requests import RequestStatus
+from espmail.domain.outbox import OutboxRow, RowKind, priority_band, shards_for
 from espmail.errors import ConditionFailed, PermanentSendError, RetryableSendError
 from espmail.observability import logger
 from espmail.outgoing.completion import Completion
-from espmail.outgoing.outbox import OutboxRow, RowKind, priority_band, shards_for
 from espmail.outgoing.render import header_value
-from espmail.outgoing.requests import RequestStatus
 from espmail.outgoing.settings import SenderSettings
 from espmail.outgoing.unsubscribe import UnsubscribeLinks
 from espmail.storage.message_requests import MessageRequestRepository

@@ -38,8 +38,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from espmail.domain.mail import Address
-from espmail.errors import ConditionFailed, NotFound
-from espmail.outgoing.requests import (
+from espmail.domain.message_requests import (
     MAX_PRIORITY,
     MIN_PRIORITY,
     BodyFormat,
@@ -50,6 +49,7 @@ from espmail.outgoing.requests import (
     parse_sendto,
     sendto_text,
 )
+from espmail.errors import ConditionFailed, NotFound
 
 EXPAND = "expand"
 FINISH = "finish"

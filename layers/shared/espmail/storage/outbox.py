@@ -37,8 +37,8 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from espmail.domain.mail import Address
+from espmail.domain.outbox import OutboxRow, RowKind, RowStatus, priority_band
 from espmail.errors import ConditionFailed, EspMailError
-from espmail.outgoing.outbox import OutboxRow, RowKind, RowStatus, priority_band
 
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100

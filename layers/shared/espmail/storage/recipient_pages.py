@@ -12,7 +12,7 @@ import json
 from pynamodb.expressions.condition import Condition
 
 from espmail.domain.people import Group, User
-from espmail.outgoing.recipients import Part, UserPage
+from espmail.domain.recipients import Part, UserPage
 from espmail.storage.groups import MEMBER_PREFIX, GroupItem, GroupRepository
 from espmail.storage.users import UserItem, UserRepository
 from espmail.storage.users import to_domain as user_from_item
