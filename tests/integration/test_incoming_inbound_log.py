@@ -126,6 +126,45 @@ def test_a_failed_list_can_be_claimed_again_at_once(log: InboundLog) -> None:
     assert progress.error == "HTTP 503"
 
 
+def test_parts_of_a_refused_request_are_recorded_and_a_retry_knows_them(log: InboundLog) -> None:
+    _begin(log)
+    lease = int(NOW.timestamp()) + 60
+    assert log.claim_forward("m1", LIST, batches=2, lease_until=lease, now=NOW)[0]
+    # A list claimed before parts were recorded has no "sent_parts" yet: the first part creates it.
+    InboundLogItem("m1").update(actions=[InboundLogItem.forwards[LIST]["sent_parts"].remove()])
+    log.mark_part_sent("m1", LIST, 1, (0, 500), "sg-a")
+    log.mark_part_sent("m1", LIST, 1, (750, 1000), "sg-b")
+    log.mark_forward_failed("m1", LIST, "HTTP 503", now=NOW)
+    claimed, progress = log.claim_forward("m1", LIST, batches=2, lease_until=lease, now=NOW)
+    assert claimed
+    assert progress is not None
+    assert progress.parts_sent(1) == frozenset({(0, 500), (750, 1000)})
+    assert progress.parts_sent(0) == frozenset()
+    assert progress.sendgrid_message_ids == ("sg-a", "sg-b")
+    assert progress.sent_batches == frozenset()
+    log.mark_batch_sent("m1", LIST, 1, "", last=True)  # done in parts: no id of its own
+    record = log.get("m1")
+    assert record is not None
+    done = record.forward_for(LIST)
+    assert done is not None
+    assert done.state is ForwardState.SENT
+    assert done.sent_batches == frozenset({1})
+    assert done.sendgrid_message_ids == ("sg-a", "sg-b")
+
+
+def test_a_decision_keeps_the_recipients_that_did_not_get_it(log: InboundLog) -> None:
+    _begin(log)
+    skipped = ("bad@x: refused by SendGrid: Does not contain a valid address.", "'a@b,c': not a valid address")
+    log.record_decisions(
+        "m1", [RecipientDecision(LIST, Decision.FORWARDED, "forwarded", skipped=skipped)], done=True, now=NOW
+    )
+    record = log.get("m1")
+    assert record is not None
+    decision = record.decision_for(LIST)
+    assert decision is not None
+    assert decision.skipped == skipped
+
+
 def test_one_notice_per_sender_per_day(log: InboundLog) -> None:
     expires = NOW + timedelta(days=2)
     assert log.claim_notice("Ruth@Physics.example.edu", "2026-05-01", message_id="m1", expires_at=expires)

@@ -19,6 +19,8 @@ from espmail.incoming.forward import (
     personalizations,
     reply_to,
     request_bodies,
+    request_part,
+    request_recipients,
     sender_alias,
 )
 from espmail.incoming.handlers import display_name
@@ -183,3 +185,25 @@ def test_attachments_travel_as_the_converter_shaped_them() -> None:
     assert base64.b64decode(attachment["content"]) == b"GIF89a-bytes"
     assert attachment["disposition"] == "inline"
     assert attachment["content_id"] == "dot@x"
+
+
+def _bodies(plan: ForwardPlan) -> list[dict[str, object]]:
+    converted = convert(parse_message(RAW))
+    message = forwarded_message(
+        converted, plan, sender_username="teacher_ruth", sender_name="Ruth", site=SITE, ses_message_id="x", text=None
+    )
+    return request_bodies(message, converted, plan)
+
+
+@pytest.mark.parametrize("cc_all", [False, True])
+def test_a_request_part_carries_exactly_its_recipients_and_everything_else(cc_all: bool) -> None:
+    (body,) = _bodies(_plan(recipients=7, cc_all=cc_all))
+    everyone = request_recipients(body)
+    assert everyone == [f"s{i}@students.example.net" for i in range(7)]
+    for first, end in [(0, 7), (0, 3), (3, 7), (5, 6), (6, 7)]:
+        part = request_part(body, first, end)
+        assert request_recipients(part) == everyone[first:end]
+        assert {k: v for k, v in part.items() if k != "personalizations"} == {
+            k: v for k, v in body.items() if k != "personalizations"
+        }
+    assert body["personalizations"] == _bodies(_plan(recipients=7, cc_all=cc_all))[0]["personalizations"]  # intact

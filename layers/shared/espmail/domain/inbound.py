@@ -39,6 +39,7 @@ class RecipientDecision:
     fan_out: int = 0
     forwarded_to: tuple[str, ...] = ()  # at most MAX_LOGGED_RECIPIENTS; fan_out has the count
     sendgrid_message_ids: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # "address: why" for each recipient of the list that did not get it
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,18 @@ class ForwardProgress:
     attempts: int
     sendgrid_message_ids: tuple[str, ...] = ()
     error: str = ""
+    # Parts of refused requests accepted on their own (see ``Mailgate``): "batch:first-end" recipient ranges.
+    sent_parts: frozenset[str] = frozenset()
+
+    def parts_sent(self, batch: int) -> frozenset[tuple[int, int]]:
+        """The recipient ranges ``(first, end)`` of request ``batch`` accepted as parts of it."""
+        found: set[tuple[int, int]] = set()
+        for part in self.sent_parts:
+            number, _, span = part.partition(":")
+            first, _, end = span.partition("-")
+            if number == str(batch) and first.isdigit() and end.isdigit():
+                found.add((int(first), int(end)))
+        return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)

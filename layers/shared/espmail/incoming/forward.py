@@ -180,6 +180,25 @@ def batches(envelopes: Sequence[Personalization]) -> list[list[Personalization]]
     return result
 
 
+def request_recipients(body: dict[str, Any]) -> list[str]:
+    """The request's recipient addresses in order (personalizations, then each one's ``to``)."""
+    return [str(to["email"]) for p in body["personalizations"] for to in p["to"]]
+
+
+def request_part(body: dict[str, Any], first: int, end: int) -> dict[str, Any]:
+    """The same request for its recipients ``first`` to ``end - 1`` only (counted as in
+    :func:`request_recipients`), each personalization keeping its own headers and arguments."""
+    personalizations: list[dict[str, Any]] = []
+    index = 0
+    for personalization in body["personalizations"]:
+        to = personalization["to"]
+        start, stop = max(first - index, 0), min(end - index, len(to))
+        if start < stop:
+            personalizations.append({**personalization, "to": to[start:stop]})
+        index += len(to)
+    return {**body, "personalizations": personalizations}
+
+
 def request_size(body: dict[str, Any]) -> int:
     """Bytes of the request as the sendgrid client sends it (``json.dumps`` with its defaults)."""
     return len(json.dumps(body).encode("utf-8"))

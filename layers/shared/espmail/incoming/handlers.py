@@ -3,7 +3,9 @@
 Each handler answers with recipients, or with none and the reason why (so the next rule goes on, and a
 refusal can say what happened). Envelope recipients come only from here, never from the message's
 headers (no Bcc re-expansion, ESP #3172). Inactive accounts receive nothing; addresses on the site's
-own domain are left out (they would come straight back as a loop).
+own domain are left out (they would come straight back as a loop); an address that is not a valid
+address (the website stores what people typed) is left out and named in ``skipped``, so one bad address
+never costs the whole list its mail.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from espmail.domain.list_rules import Handler, Redirect, RuleProblem
+from espmail.domain.list_rules import Handler, Redirect, RuleProblem, is_valid_address
 from espmail.domain.mail import Address
 from espmail.domain.people import Group, GroupKind, Membership, Role, User
 from espmail.incoming.identity import Sender, domain_of
@@ -54,6 +56,7 @@ class HandlerResult:
     list_name: str = ""  # the list's readable name (List-Id description)
     member_usernames: frozenset[str] = frozenset()  # accounts on the list (Reply-To: is the sender one?)
     reason: str = ""  # why there are no recipients
+    skipped: tuple[str, ...] = ()  # "address: why" for each address left out as unusable
 
     @property
     def yields(self) -> bool:
@@ -69,20 +72,30 @@ def user_address(user: User) -> Address:
     return Address(email=user.email.strip(), name=display_name(user.name))
 
 
-def unique_recipients(addresses: Iterable[Address], site_domain: str) -> tuple[Address, ...]:
+MAX_SHOWN_ADDRESS = 254  # RFC 5321: a longer address is not valid (and only its start is shown)
+
+
+def unique_recipients(addresses: Iterable[Address], site_domain: str) -> tuple[tuple[Address, ...], tuple[str, ...]]:
+    """``(recipients, skipped)``: each valid address once (first spelling kept), none on the site's domain;
+    ``skipped`` says ``"address: why"`` for every non-empty address that is not a valid address."""
     seen: set[str] = set()
     result: list[Address] = []
+    skipped: dict[str, str] = {}
     for address in addresses:
         email = address.email.strip()
         key = email.lower()
-        domain = domain_of(email)
-        if not email or "@" not in email or key in seen:
+        if not email or key in seen:
             continue
+        if len(email) > MAX_SHOWN_ADDRESS or not is_valid_address(email):
+            shown = email if len(email) <= MAX_SHOWN_ADDRESS else email[:MAX_SHOWN_ADDRESS] + "…"
+            skipped.setdefault(key, f"{shown!r}: not a valid address")
+            continue
+        domain = domain_of(email)
         if domain == site_domain or domain.endswith("." + site_domain):
             continue
         seen.add(key)
         result.append(Address(email=email, name=display_name(address.name)))
-    return tuple(result)
+    return tuple(result), tuple(skipped.values())
 
 
 _ROLES_FOR = {
@@ -127,12 +140,15 @@ def _group_list(
     if group.directors_email:
         addresses.append(Address(group.directors_email, display_name(f"{group.program} Directors".strip())))
     addresses += [user_address(u) for u in users]
-    recipients = unique_recipients(addresses, site_domain)
+    recipients, skipped = unique_recipients(addresses, site_domain)
     class_code = (group.class_code or group.code) if group.kind is GroupKind.SECTION else group.code
     name = f"{group.code} {kind.lower()}: {group.title}".strip(": ")
     if not recipients:
-        return HandlerResult(reason=f"{group.code}-{kind.lower()} has no members", class_code=class_code)
-    return HandlerResult(recipients, class_code, name, usernames)
+        reason = f"{group.code}-{kind.lower()} has no members"
+        if skipped:
+            reason = f"{group.code}-{kind.lower()} has no member with a valid address ({len(skipped)} skipped)"
+        return HandlerResult(reason=reason, class_code=class_code, skipped=skipped)
+    return HandlerResult(recipients, class_code, name, usernames, skipped=skipped)
 
 
 def section_list(
@@ -170,10 +186,10 @@ def redirect(
         return HandlerResult(reason=f"no redirect for {local_part.lower()}")
     if isinstance(found, RuleProblem):
         return HandlerResult(reason=f"the redirect is broken: {found}")
-    recipients = unique_recipients((Address(d) for d in found.destinations), site_domain)
+    recipients, skipped = unique_recipients((Address(d) for d in found.destinations), site_domain)
     if not recipients:
-        return HandlerResult(reason=f"the redirect {found.original} leads only back to this site")
-    return HandlerResult(recipients, list_name=f"{found.original} (redirect)")
+        return HandlerResult(reason=f"the redirect {found.original} leads only back to this site", skipped=skipped)
+    return HandlerResult(recipients, list_name=f"{found.original} (redirect)", skipped=skipped)
 
 
 def user_alias(
@@ -189,7 +205,9 @@ def user_alias(
         return HandlerResult(
             reason=f"the alias {user.username} takes mail only from teachers and admins, and the sender is neither"
         )
-    recipients = unique_recipients([user_address(user)], site_domain)
+    recipients, skipped = unique_recipients([user_address(user)], site_domain)
+    if skipped:
+        return HandlerResult(reason=f"{user.username}'s address is not a valid address", skipped=skipped)
     if not recipients:
         return HandlerResult(reason=f"{user.username}'s address is on this site's own domain")
     return HandlerResult(recipients, list_name=f"{user.username} (alias)", member_usernames=frozenset({user.username}))

@@ -34,15 +34,25 @@ after that, so after a holder died just after claiming:
 A holder that timed out died at its deadline; its first retry, about a minute later, finds the list free
 unless the holder claimed it less than ``lease - 60 s`` before that deadline (then the second retry does).
 
+One bad address costs only its own recipient. A list member whose address is not a valid address is
+left out before SendGrid sees it; a request SendGrid refuses with a 400 (an address it will not take)
+is sent again in halves, and each refused half halved again, until every part is accepted or is the one
+recipient SendGrid refuses. The halves are always the same, and each accepted part is recorded as it
+is accepted, so a retry goes on with the parts not yet sent and never sends one twice. The halving is
+bounded (``MAX_SPLIT_REQUESTS`` more requests per list, and never past the list's lease); recipients
+it did not reach are named with the reason. Any other refusal (401, 403: the account; 413: the size)
+stops the list: halving would not help.
+
 So forwarding is at most once per list and request, but for one case that no client can rule out: a
 request SendGrid accepted whose answer was lost (a timeout, a dropped connection, a crash between the
 answer and its record) is sent again by the retry. Nothing is dropped silently: every address gets a
-decision and a reason in InboundLog; refusals reach registered, authenticated senders as a notice.
+decision and a reason in InboundLog, and a list's decision names (``skipped``) each of its recipients
+that did not get the message, and why; refusals reach registered, authenticated senders as a notice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -62,6 +72,8 @@ from espmail.incoming.forward import (
     largest_request,
     list_id,
     request_bodies,
+    request_part,
+    request_recipients,
 )
 from espmail.incoming.handlers import HANDLERS, Directories, HandlerResult, user_address
 from espmail.incoming.identity import Sender, domain_of, identify_sender
@@ -75,6 +87,9 @@ from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
 
 SES_TIMESTAMP_WINDOW = timedelta(days=30)
 NOTICE_KEEP = timedelta(days=2)
+# Requests a list may take beyond its own after SendGrid refused some: each refused address costs about
+# 2 x log2(recipients of its request), 20 for a request of 1,000.
+MAX_SPLIT_REQUESTS = 64
 
 
 class ListHeld(ConditionFailed):
@@ -121,6 +136,7 @@ class Resolution:
     member_usernames: frozenset[str] = frozenset()
     tried: tuple[str, ...] = ()  # "rule: why it yielded nobody", in order
     problems: tuple[RuleProblem, ...] = ()  # rules skipped as broken or too slow
+    skipped: tuple[str, ...] = ()  # "address: why" for each member address left out as unusable
 
     @property
     def local_part(self) -> str:
@@ -168,6 +184,7 @@ class Outcome:
                     "reason": d.reason,
                     "rule": d.rule,
                     "fan_out": d.fan_out,
+                    "skipped": list(d.skipped),
                 }
                 for d in self.decisions
             ],
@@ -197,6 +214,22 @@ class _Delivery:
     def decide_all(self, decision: Decision, reason: str) -> None:
         for address in list(self.pending):
             self.decide(address, decision, reason)
+
+
+@dataclass
+class _Split:
+    """One list's requests sent in parts after SendGrid refused them (see ``Mailgate._send_parts``)."""
+
+    message_id: str
+    address: str
+    lease_until: int
+    ids: list[str]  # SendGrid message ids of the list, in order
+    requests: int = 0  # parts sent so far (at most MAX_SPLIT_REQUESTS)
+    missed: dict[str, str] = field(default_factory=dict)  # lower-cased address -> "address: why"
+
+    def miss(self, addresses: Iterable[str], why: str) -> None:
+        for email in addresses:
+            self.missed.setdefault(email.lower(), f"{email}: {why}")
 
 
 class Mailgate:
@@ -300,11 +333,16 @@ class Mailgate:
         plans: list[tuple[str, Resolution]] = []
         for address in list(delivery.pending):
             resolution = self._resolve(address, sender, matcher)
+            if resolution.skipped:
+                logger().warning(
+                    "list members left out: not valid addresses",
+                    extra={"message_id": receipt.message_id, "list": address, "skipped": list(resolution.skipped)},
+                )
             if resolution.decision is Decision.FORWARDED:
                 plans.append((address, resolution))
             else:
                 rule = resolution.rule.name if resolution.rule else ""
-                delivery.decide(address, Decision.REFUSED, resolution.reason, rule=rule)
+                delivery.decide(address, Decision.REFUSED, resolution.reason, rule=rule, skipped=resolution.skipped)
                 delivery.refusals.append(Refusal(address, resolution.reason))
         for problem in matcher.problems:
             logger().warning("list rule skipped", extra={"problem": str(problem), "message_id": receipt.message_id})
@@ -388,9 +426,11 @@ class Mailgate:
         if domain != self.site.domain or not local:
             return Resolution(address, Decision.REFUSED, f"{address} is not an address of {self.site.domain}")
         tried: list[str] = []
+        skipped: dict[str, None] = {}
         for match in matcher.matches(local):
             handler = HANDLERS[match.rule.handler]
             result: HandlerResult = handler(match, local, sender, self.directories, self.site.domain)
+            skipped.update(dict.fromkeys(result.skipped))
             if result.yields:
                 return Resolution(
                     address,
@@ -403,10 +443,18 @@ class Mailgate:
                     member_usernames=result.member_usernames,
                     tried=tuple(tried),
                     problems=tuple(matcher.problems),
+                    skipped=result.skipped,
                 )
             tried.append(f"{match.rule.name}: {result.reason}")
         reason = f"no list rule takes mail for {local}" + (f" ({'; '.join(tried)})" if tried else " (no rule matches)")
-        return Resolution(address, Decision.REFUSED, reason, tried=tuple(tried), problems=tuple(matcher.problems))
+        return Resolution(
+            address,
+            Decision.REFUSED,
+            reason,
+            tried=tuple(tried),
+            problems=tuple(matcher.problems),
+            skipped=tuple(skipped),
+        )
 
     # ------------------------------------------------------------------ forwarding
     def _forward_all(
@@ -421,7 +469,12 @@ class Mailgate:
         for address, resolution in plans:
             assert resolution.rule is not None
             recipients = tuple(r for r in resolution.recipients if r.email.lower() not in reached)
-            base = {"rule": resolution.rule.name, "handler": resolution.rule.handler.value, "list_id": list_id(address)}
+            base = {
+                "rule": resolution.rule.name,
+                "handler": resolution.rule.handler.value,
+                "list_id": list_id(address),
+                "skipped": resolution.skipped,
+            }
             if not recipients:
                 delivery.decide(
                     address, Decision.FORWARDED, "every recipient already received it through another address", **base
@@ -456,7 +509,8 @@ class Mailgate:
             if decided is None:
                 delivery.pending.remove(address)
                 continue
-            delivery.decide(address, decided.decision, decided.reason, **{**_extra(decided), **base})
+            extra = {**_extra(decided), **base, "skipped": resolution.skipped + decided.skipped}
+            delivery.decide(address, decided.decision, decided.reason, **extra)
             if decided.decision is Decision.FORWARDED:
                 reached.update(r.email.lower() for r in recipients)
 
@@ -473,8 +527,9 @@ class Mailgate:
         address = plan.list_address
         forwarded_to = tuple(r.email for r in plan.recipients[:MAX_LOGGED_RECIPIENTS])
         fan_out = len(plan.recipients)
+        lease_until = self._lease_until(len(bodies))
         claimed, progress = self.log.claim_forward(
-            message_id, address, batches=len(bodies), lease_until=self._lease_until(len(bodies)), now=self.clock()
+            message_id, address, batches=len(bodies), lease_until=lease_until, now=self.clock()
         )
         if not claimed:
             if progress is not None and progress.state is ForwardState.SENT:
@@ -486,12 +541,12 @@ class Mailgate:
                     forwarded_to=forwarded_to,
                     sendgrid_message_ids=progress.sendgrid_message_ids,
                 )
-            lease_until = progress.lease_until if progress is not None else 0
+            holder_lease = progress.lease_until if progress is not None else 0
             logger().warning(
                 "list held by another delivery: left to it, this delivery will raise for a retry",
-                extra={"message_id": message_id, "list": address, "lease_until": lease_until},
+                extra={"message_id": message_id, "list": address, "lease_until": holder_lease},
             )
-            delivery.held.append((address, lease_until))
+            delivery.held.append((address, holder_lease))
             return None
         assert progress is not None
         ids = list(progress.sendgrid_message_ids)
@@ -501,9 +556,27 @@ class Mailgate:
                 "retrying a list: requests recorded as sent are skipped, the others sent",
                 extra={"message_id": message_id, "list": address, "sent": sorted(progress.sent_batches)},
             )
+        split = _Split(message_id, address, lease_until, ids)
         for i in todo:
             try:
-                receipt = self.mailer.send_payload(bodies[i])
+                parts = set(progress.parts_sent(i))
+                if parts:  # an earlier attempt was splitting this request: go on where it stopped
+                    self._send_parts(split, i, bodies[i], parts, (0, len(request_recipients(bodies[i]))), None)
+                    self.log.mark_batch_sent(message_id, address, i, "", last=i == todo[-1])
+                    continue
+                try:
+                    receipt = self.mailer.send_payload(bodies[i])
+                except PermanentSendError as exc:
+                    if exc.status != 400:
+                        raise
+                    logger().warning(
+                        "SendGrid refused a request of a list: sent again in halves, so only the refused "
+                        "recipients miss it",
+                        extra={"message_id": message_id, "list": address, "request": i, "error": str(exc)},
+                    )
+                    self._send_parts(split, i, bodies[i], parts, (0, len(request_recipients(bodies[i]))), exc)
+                    self.log.mark_batch_sent(message_id, address, i, "", last=i == todo[-1])
+                    continue
             except RetryableSendError as exc:
                 self.log.mark_forward_failed(message_id, address, str(exc), now=self.clock())
                 raise
@@ -524,20 +597,101 @@ class Mailgate:
                     fan_out=fan_out if sent else 0,
                     forwarded_to=forwarded_to if sent else (),
                     sendgrid_message_ids=tuple(ids),
+                    skipped=tuple(split.missed.values()),
                 )
             ids.append(receipt.message_id)
             self.log.mark_batch_sent(message_id, address, i, receipt.message_id, last=i == todo[-1])
         if not todo:
             self.log.mark_forward_sent(message_id, address, now=self.clock())
-        logger().info("forwarded", extra={"message_id": message_id, "list": address, "fan_out": fan_out})
+        if not split.missed:
+            logger().info("forwarded", extra={"message_id": message_id, "list": address, "fan_out": fan_out})
+            return RecipientDecision(
+                address,
+                Decision.FORWARDED,
+                f"forwarded to {fan_out} recipients",
+                fan_out=fan_out,
+                forwarded_to=forwarded_to,
+                sendgrid_message_ids=tuple(ids),
+            )
+        missed = tuple(split.missed.values())
+        reached = tuple(r.email for r in plan.recipients if r.email.lower() not in split.missed)
+        logger().warning(
+            "SendGrid refused recipients of a list; the others were sent it",
+            extra={
+                "message_id": message_id,
+                "list": address,
+                "fan_out": len(reached),
+                "missed": len(missed),
+                "first_missed": list(missed[:20]),
+                "split_requests": split.requests,
+            },
+        )
+        if not reached:
+            return RecipientDecision(
+                address,
+                Decision.DROPPED,
+                f"SendGrid refused every recipient ({len(missed)}): {missed[0]}",
+                skipped=missed,
+            )
         return RecipientDecision(
             address,
             Decision.FORWARDED,
-            f"forwarded to {fan_out} recipients",
-            fan_out=fan_out,
-            forwarded_to=forwarded_to,
+            f"forwarded to {len(reached)} recipients; {len(missed)} refused by SendGrid",
+            fan_out=len(reached),
+            forwarded_to=reached[:MAX_LOGGED_RECIPIENTS],
             sendgrid_message_ids=tuple(ids),
+            skipped=missed,
         )
+
+    def _send_parts(
+        self,
+        split: _Split,
+        batch: int,
+        body: dict[str, Any],
+        sent: set[tuple[int, int]],
+        span: tuple[int, int],
+        refusal: PermanentSendError | None,
+    ) -> None:
+        """Recipients ``span`` of request ``batch``, halved until each part is accepted or down to the one
+        recipient SendGrid refuses (``refusal``: SendGrid already refused this span as a whole).
+
+        The halves are always the same (``(first + end) // 2``), so the parts a retry finds recorded in
+        ``sent`` are exactly the ones it meets: a span holding one is split without being sent again.
+        Bounded: after ``MAX_SPLIT_REQUESTS`` parts, or when the lease leaves no time for one more
+        request, the rest is not tried and its recipients are named as missed.
+        """
+        first, end = span
+        if any(a <= first and end <= b for a, b in sent):
+            return
+        if refusal is None and not any(first <= a and b <= end for a, b in sent):
+            part = request_part(body, first, end)
+            timeout = self.settings.sendgrid.timeout_seconds
+            if split.requests >= MAX_SPLIT_REQUESTS or self.clock().timestamp() + timeout >= split.lease_until:
+                why = f"not sent: after {split.requests} requests in parts, no more were tried"
+                split.miss(request_recipients(part), why)
+                return
+            split.requests += 1
+            try:
+                receipt = self.mailer.send_payload(part)
+            except PermanentSendError as exc:
+                if exc.status != 400 or end - first == 1:
+                    split.miss(request_recipients(part), f"refused by SendGrid: {exc.body or exc}")
+                    return
+                refusal = exc
+            else:
+                split.ids.append(receipt.message_id)
+                sent.add(span)
+                self.log.mark_part_sent(split.message_id, split.address, batch, span, receipt.message_id)
+                return
+        if end - first == 1:
+            assert refusal is not None
+            split.miss(
+                request_recipients(request_part(body, first, end)), f"refused by SendGrid: {refusal.body or refusal}"
+            )
+            return
+        middle = (first + end) // 2
+        self._send_parts(split, batch, body, sent, (first, middle), None)
+        self._send_parts(split, batch, body, sent, (middle, end), None)
 
     # ------------------------------------------------------------------ notices and the record
     def _notify(self, delivery: _Delivery, sender: Sender, converted: ConvertedMail) -> str:
@@ -618,4 +772,5 @@ def _extra(decision: RecipientDecision) -> dict[str, Any]:
         "fan_out": decision.fan_out,
         "forwarded_to": decision.forwarded_to,
         "sendgrid_message_ids": decision.sendgrid_message_ids,
+        "skipped": decision.skipped,
     }

@@ -11,7 +11,8 @@ Message item (``kind = "message"``), readable in the console::
     source, recipients, s3_key, size, subject, verdicts {spf, dkim, dmarc, spam, virus}
     from_address, sender_username, authenticated, auth_reason
     decisions         {address: {decision, reason, rule, handler, list_id, fan_out, forwarded_to, sendgrid_ids}}
-    forwards          {address: {state, batches, sent_batches, lease_until, attempts, sendgrid_ids, error}}
+    forwards          {address: {state, batches, sent_batches, sent_parts, lease_until, attempts, sendgrid_ids,
+                                 error}}
     notice            what became of the refusal notice;  last_error  the last attempt's failure
 
 Notice item (``kind = "notice"``): ``message_id = "notice#<sender address>#<day>"``, ``for_message``,
@@ -128,6 +129,7 @@ def _decision_map(decision: RecipientDecision) -> dict[str, Any]:
         "fan_out": decision.fan_out,
         "forwarded_to": list(decision.forwarded_to[:MAX_LOGGED_RECIPIENTS]),
         "sendgrid_ids": list(decision.sendgrid_message_ids),
+        "skipped": [_text(s, 400) for s in decision.skipped[:MAX_LOGGED_RECIPIENTS]],
     }
 
 
@@ -143,6 +145,7 @@ def _decision(address: str, raw: Mapping[str, Any]) -> RecipientDecision:
         fan_out=int(raw.get("fan_out", 0) or 0),
         forwarded_to=tuple(str(a) for a in raw.get("forwarded_to", []) or []),
         sendgrid_message_ids=tuple(str(a) for a in raw.get("sendgrid_ids", []) or []),
+        skipped=tuple(str(a) for a in raw.get("skipped", []) or []),
     )
 
 
@@ -157,6 +160,7 @@ def _progress(address: str, raw: Mapping[str, Any]) -> ForwardProgress:
         attempts=int(raw.get("attempts", 0) or 0),
         sendgrid_message_ids=tuple(str(i) for i in raw.get("sendgrid_ids", []) or []),
         error=str(raw.get("error", "") or ""),
+        sent_parts=frozenset(str(p) for p in raw.get("sent_parts", []) or []),
     )
 
 
@@ -341,6 +345,7 @@ class InboundLog:
             "state": ForwardState.SENDING.value,
             "batches": batches,
             "sent_batches": [],
+            "sent_parts": [],
             "lease_until": lease_until,
             "attempts": 1,
             "sendgrid_ids": [],
@@ -375,14 +380,28 @@ class InboundLog:
         return True, _progress(key, forwards.get(key, fresh))
 
     def mark_batch_sent(self, message_id: str, address: str, batch: int, sendgrid_id: str, *, last: bool) -> None:
+        """Request ``batch`` is done: accepted (``sendgrid_id``), or, with ``sendgrid_id=""``, handled
+        in parts (each recorded by :meth:`mark_part_sent`). ``last``: the list is sent."""
         entry = InboundLogItem.forwards[address.lower()]
-        actions: list[Any] = [
-            entry["sent_batches"].set(entry["sent_batches"].append([batch])),
-            entry["sendgrid_ids"].set(entry["sendgrid_ids"].append([sendgrid_id])),
-        ]
+        actions: list[Any] = [entry["sent_batches"].set(entry["sent_batches"].append([batch]))]
+        if sendgrid_id:
+            actions.append(entry["sendgrid_ids"].set(entry["sendgrid_ids"].append([sendgrid_id])))
         if last:
             actions.append(entry["state"].set(ForwardState.SENT.value))
         InboundLogItem(message_id).update(actions=actions)
+
+    def mark_part_sent(
+        self, message_id: str, address: str, batch: int, part: tuple[int, int], sendgrid_id: str
+    ) -> None:
+        """Recipients ``part`` (``first``, ``end``) of request ``batch`` were accepted as a request of their own."""
+        entry = InboundLogItem.forwards[address.lower()]
+        key = f"{batch}:{part[0]}-{part[1]}"
+        InboundLogItem(message_id).update(
+            actions=[
+                entry["sent_parts"].set((entry["sent_parts"] | []).append([key])),
+                entry["sendgrid_ids"].set(entry["sendgrid_ids"].append([sendgrid_id])),
+            ]
+        )
 
     def mark_forward_failed(self, message_id: str, address: str, error: str, *, now: datetime) -> None:
         """The attempt failed: the list may be claimed again by a retry (its sent batches stay sent)."""
