@@ -10,7 +10,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYED = [ROOT / "layers" / "shared", ROOT / "functions", ROOT / "infra" / "custom_resources"]
-FIRST_PARTY = {"espmail", "expander", "sender", "mailgate", "sendgrid_domain_auth", "active_receipt_rule_set", "cfn_response"}
+FIRST_PARTY = {
+    "espmail",
+    "expander",
+    "sender",
+    "mailgate",
+    "sendgrid_domain_auth",
+    "active_receipt_rule_set",
+    "cfn_response",
+}
 
 
 def _runtime_imports(path: Path) -> set[str]:
