@@ -3,12 +3,11 @@
 The sparse ``pending-by-time`` index is the work queue of the scheduled functions; only requests that
 still need attention carry its keys:
 
-- ``pending = "expand#<priority>"``: waiting to be expanded (status ``pending``) or being expanded
-  (``expanding``), one partition per priority (0..9) so the expander reads the highest priority first and
-  each partition oldest first, and never reads past what it takes; ``not_before`` is when the expander may
-  take it: the requested not-before time at first, then, while a run holds its lease, the lease expiry (a
-  crashed run's request comes back by itself), then "now" when a run stops cleanly at its time budget (the
-  next run resumes from the checkpoint);
+- ``pending = "expand"``: waiting to be expanded (status ``pending``) or being expanded (``expanding``);
+  ``not_before`` is when the expander may take it: the requested not-before time at first, then, while a
+  run holds its lease, the lease expiry (a crashed run's request comes back by itself), then "now" when a
+  run stops cleanly at its time budget (the next run resumes from the checkpoint). The index orders them
+  by time; priority comes first when the expander picks (see ``due_for_expansion``);
 - ``pending = "finish"``: expanded, its rows are being sent; ``not_before`` is when the sender should next
   check whether every row is final (it also checks at once when its counters say so).
 
@@ -39,8 +38,6 @@ from pynamodb.models import Model
 
 from espmail.domain.mail import Address
 from espmail.domain.message_requests import (
-    MAX_PRIORITY,
-    MIN_PRIORITY,
     BodyFormat,
     MessageRequest,
     RequestCounts,
@@ -54,10 +51,7 @@ from espmail.errors import ConditionFailed, NotFound
 EXPAND = "expand"
 FINISH = "finish"
 
-
-def expand_queue(priority: int) -> str:
-    """The ``pending`` value of a request waiting for the expander: its priority's partition."""
-    return f"{EXPAND}#{max(MIN_PRIORITY, min(MAX_PRIORITY, priority))}"
+RANKING_ATTRIBUTES = ["request_id", "priority", "send_after"]
 
 
 class PendingByTime(GlobalSecondaryIndex["MessageRequestItem"]):  # type: ignore[no-untyped-call]
@@ -175,7 +169,7 @@ def to_item(request: MessageRequest) -> MessageRequestItem:
         status=request.status.value,
         round=request.round,
         last_error=request.last_error or None,
-        pending=None if final else expand_queue(request.priority),
+        pending=None if final else EXPAND,
         not_before=None if final else request.not_before,
     )
 
@@ -254,19 +248,32 @@ class MessageRequestRepository:
 
     # ------------------------------------------------------------------ expander
     def due_for_expansion(self, now: datetime, limit: int) -> list[tuple[MessageRequest, bool, bool]]:
-        """Up to ``limit`` due requests, highest priority first, then longest due, with two flags each: was
+        """Up to ``limit`` due requests, highest priority first, then oldest, with two flags each: was
         a run holding it when it came due (it crashed), and has its expansion started (it has a checkpoint).
-        One query per priority, highest first, each reading only what it returns."""
-        found: list[tuple[MessageRequest, bool, bool]] = []
-        for priority in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1):
-            wanted = limit - len(found)
-            if wanted <= 0:
-                break
-            for item in MessageRequestItem.pending_by_time.query(
-                expand_queue(priority), MessageRequestItem.not_before <= now, limit=wanted
-            ):
-                found.append((to_domain(item), bool(item.lease_owner), item.checkpoint is not None))
-        return found
+
+        Usually every due request fits in one query of ``limit``. When more are due (a backlog; the index
+        serves them oldest first), the rest are read too, only their key, priority and requested time, so
+        a request of higher priority is never left behind older ones; the chosen ones not yet read are then
+        read whole (consistently)."""
+        index = MessageRequestItem.pending_by_time
+        first = index.query(EXPAND, MessageRequestItem.not_before <= now, limit=limit)
+        loaded = {item.request_id: item for item in first}
+        chosen = list(loaded.values())
+        if first.last_evaluated_key is not None:
+            rest = index.query(
+                EXPAND,
+                MessageRequestItem.not_before <= now,
+                last_evaluated_key=first.last_evaluated_key,
+                attributes_to_get=RANKING_ATTRIBUTES,
+            )
+            ranked = sorted([*chosen, *rest], key=_rank)[:limit]
+            missing = [item.request_id for item in ranked if item.request_id not in loaded]
+            loaded.update(
+                {item.request_id: item for item in MessageRequestItem.batch_get(missing, consistent_read=True)}
+            )
+            chosen = [loaded[item.request_id] for item in ranked if item.request_id in loaded]
+        chosen.sort(key=_rank)
+        return [(to_domain(item), bool(item.lease_owner), item.checkpoint is not None) for item in chosen[:limit]]
 
     def claim_for_expansion(
         self, request_id: str, owner: str, now: datetime, lease_until: datetime, *, crashed: bool
@@ -285,7 +292,7 @@ class MessageRequestRepository:
         try:
             item.update(
                 actions=actions,
-                condition=MessageRequestItem.pending.startswith(f"{EXPAND}#")
+                condition=(MessageRequestItem.pending == EXPAND)
                 & (MessageRequestItem.not_before <= now)
                 & MessageRequestItem.status.is_in(RequestStatus.PENDING.value, RequestStatus.EXPANDING.value),
             )
@@ -527,6 +534,11 @@ class MessageRequestRepository:
         if request is None:
             raise NotFound(f"no message request {request_id}")
         return request
+
+
+def _rank(item: MessageRequestItem) -> tuple[int, datetime, str]:
+    """Highest priority first, then the earliest requested time, then the oldest id."""
+    return (-int(item.priority), item.send_after, item.request_id)
 
 
 def _progress(item: MessageRequestItem) -> Progress:
