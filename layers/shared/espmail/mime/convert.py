@@ -62,6 +62,11 @@ _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 _CID_REFERENCE = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
 _UNSAFE_FILENAME_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 _EOL = re.compile(rb"\r\n|\r|\n")
+# Base64 the standard library would decode without a defect: the alphabet, line breaks, and at most
+# two '=' of padding at the end (a length that is a multiple of 4 is checked apart).
+_CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
+# Compared at each end of a part's text and its source bytes before the source is decoded directly.
+_SAMPLE_CHARS = 256
 # Starts with a literal '<' so that searching a long header stays linear.
 _ANGLE_ADDRESS = re.compile(r"<\s*(?P<email>[^<>\s@]+@[^<>\s]+?)\s*>")
 # Deeper than this, a subtree travels whole: no real client nests so, and recursion must stay bounded.
@@ -510,6 +515,11 @@ class _Walker:
         encoding = (self._params(part, "content-transfer-encoding").value or "").strip()
         if encoding not in _KNOWN_CTES:
             self.notes.append(f"{_section(path)}: unknown Content-Transfer-Encoding {encoding!r}, taken as is")
+        if encoding == "base64":
+            direct = self._base64_from_source(part, path)
+            if direct is not None:
+                self._record_defects(part, path)
+                return direct
         try:
             data = part.get_payload(decode=True)
         except Exception:  # noqa: BLE001 - fall back to the undecoded payload below
@@ -525,6 +535,44 @@ class _Walker:
         if isinstance(payload, str):
             return _to_bytes(payload)
         return b""
+
+    def _base64_from_source(self, part: Part, path: Path) -> bytes | None:
+        """The part's base64 content decoded straight from the source bytes, or None to let the standard
+        library decode it (no source, the part's text not found there, or content it would flag).
+
+        ``get_payload(decode=True)`` encodes the parsed text back to bytes, splits it into lines, joins
+        them and decodes: about four times an attachment's size at once. Decoding the source's bytes in
+        place costs only the result. Taken only where the library would return exactly the same bytes:
+        the part's text is this span of the source, and it is clean base64 (the alphabet and line
+        breaks, padding at the end only, a whole number of 4-character groups), which the library
+        decodes strictly without a defect.
+        """
+        if self.raw is None:
+            return None
+        try:
+            payload = part.get_payload()
+            encoding = str(part.get("content-transfer-encoding", "")).lower()
+        except Exception:  # noqa: BLE001 - the library's own path records what is wrong
+            return None
+        span = self.raw.body_span(path)
+        if not isinstance(payload, str) or encoding != "base64" or span is None:
+            return None
+        source, (start, end) = self.raw.raw, span
+        if end - start != len(payload) or not payload.isascii():
+            return None
+        sample = min(_SAMPLE_CHARS, len(payload))
+        if source[start : start + sample] != payload[:sample].encode("ascii") or source[end - sample : end] != payload[
+            len(payload) - sample :
+        ].encode("ascii"):
+            return None
+        content = memoryview(source)[start:end]
+        digits = (end - start) - source.count(b"\n", start, end) - source.count(b"\r", start, end)
+        if digits % 4 or _CLEAN_BASE64.fullmatch(content) is None:
+            return None
+        try:
+            return binascii.a2b_base64(content)
+        except (binascii.Error, ValueError):
+            return None
 
     def _message_bytes(self, part: Part, path: Path, info: _PartInfo, payload: list[Part]) -> bytes:
         body = self.raw.body(path) if self.raw is not None else None

@@ -64,6 +64,30 @@ def header_fields(data: bytes, span: Span) -> list[tuple[str, bytes]]:
     return [(name, b"".join(lines)) for name, lines in fields]
 
 
+def _boundary_lines(
+    data: bytes, start: int, end: int, separator: bytes, boundary_line: re.Pattern[bytes]
+) -> Iterator[tuple[int, int, bool]]:
+    """(line start, line end, closing?) of each boundary line between ``start`` and ``end``, in order.
+
+    Searches for the separator instead of listing every line: a part of a few megabytes is tens of
+    thousands of lines, and a list of them would cost more memory than the part itself.
+    """
+    position = start
+    while True:
+        found = data.find(separator, position, end)
+        if found < 0:
+            return
+        position = found + 1
+        if found != start and data[found - 1] not in b"\r\n":
+            continue  # not at the start of a line
+        eol = _EOL.search(data, found, end)
+        line_end = eol.end() if eol is not None else end
+        match = boundary_line.match(data, found, line_end)
+        if match is not None:
+            yield found, line_end, bool(match.group("end"))
+            position = line_end
+
+
 def split_multipart(data: bytes, span: Span, boundary: str) -> list[Span] | None:
     """The spans of a multipart entity's children (headers included), or None without a boundary."""
     try:
@@ -71,35 +95,20 @@ def split_multipart(data: bytes, span: Span, boundary: str) -> list[Span] | None
     except UnicodeEncodeError:
         return None
     boundary_line = re.compile(re.escape(separator) + rb"(?P<end>--)?[ \t]*(?:\r\n|\r|\n)?$")
-    lines = list(_lines(data, body_start(data, span), span[1]))
-
-    def matches(index: int) -> re.Match[bytes] | None:
-        line_start, line_end = lines[index]
-        if not data.startswith(separator, line_start):
-            return None
-        return boundary_line.match(data, line_start, line_end)
-
+    boundaries = _boundary_lines(data, body_start(data, span), span[1], separator, boundary_line)
     children: list[Span] = []
-    index, count = 0, len(lines)
-    while index < count:
-        match = matches(index)
-        if match is None:
-            index += 1  # preamble
-            continue
-        if match.group("end"):
+    current = next(boundaries, None)  # what comes before the first boundary is the preamble
+    while current is not None and not current[2]:
+        child_start = current[1]
+        following = next(boundaries, None)
+        while following is not None and following[0] == child_start:  # runs of boundary lines separate once
+            child_start = following[1]
+            following = next(boundaries, None)
+        if following is None:
+            children.append((child_start, span[1]))
             break
-        index += 1
-        while index < count and matches(index):
-            index += 1
-        following = index
-        while following < count and not matches(following):
-            following += 1
-        child_start = lines[index][0] if index < count else span[1]
-        child_end = lines[following][0] if following < count else span[1]
-        if following < count:
-            child_end = max(child_start, _strip_eol(data, child_start, child_end))
-        children.append((child_start, child_end))
-        index = following
+        children.append((child_start, max(child_start, _strip_eol(data, child_start, following[0]))))
+        current = following
     return children
 
 
@@ -147,9 +156,13 @@ class RawSource:
         span = self.span(path)
         return None if span is None else self.raw[span[0] : span[1]]
 
-    def body(self, path: Sequence[int]) -> bytes | None:
+    def body_span(self, path: Sequence[int]) -> Span | None:
         span = self.span(path)
-        return None if span is None else self.raw[body_start(self.raw, span) : span[1]]
+        return None if span is None else (body_start(self.raw, span), span[1])
+
+    def body(self, path: Sequence[int]) -> bytes | None:
+        span = self.body_span(path)
+        return None if span is None else self.raw[span[0] : span[1]]
 
     def header_fields(self, path: Sequence[int]) -> list[tuple[str, bytes]]:
         span = self.span(path)
