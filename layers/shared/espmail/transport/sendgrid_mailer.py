@@ -237,3 +237,33 @@ class SendGridMailer:
         if response.status_code not in (200, 202):
             raise RetryableSendError(f"SendGrid mail/send answered HTTP {response.status_code}")
         return SendReceipt(message_id=message_id)
+
+    # Added for the mailgate (incoming memory, issue 6): additive only, nothing above changed.
+    def send_json(self, body: bytes) -> SendReceipt:
+        """``send_payload`` for a body serialised already (UTF-8 JSON), sent as it is.
+
+        The client's ``post`` serialises its payload and then formats the whole of it into a debug
+        message whether or not debug logging is on: for a request carrying a large attachment, three
+        more copies of it. Here the same endpoint, headers, timeout and error translation, one copy.
+        """
+        import urllib.request
+
+        from python_http_client.client import Response
+
+        endpoint = self._client.client.mail.send
+        request = urllib.request.Request(  # noqa: S310 - the configured SendGrid host, as the client's own post
+            endpoint._build_url(None),
+            data=body,
+            headers={**endpoint.request_headers, "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            response = Response(
+                endpoint._make_request(urllib.request.build_opener(), request, timeout=endpoint.timeout)
+            )
+        except Exception as exc:
+            raise translate_error(exc, "SendGrid mail/send") from exc
+        message_id = _header(response.headers, "X-Message-Id") or ""
+        if response.status_code not in (200, 202):
+            raise RetryableSendError(f"SendGrid mail/send answered HTTP {response.status_code}")
+        return SendReceipt(message_id=message_id)
