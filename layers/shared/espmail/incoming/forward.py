@@ -33,6 +33,7 @@ from espmail.transport.sendgrid_mailer import MAX_PERSONALIZATIONS, MAX_RECIPIEN
 HTML_TO_TEXT_LIMIT = 512 * 1024  # larger HTML-only bodies travel as HTML alone
 _LINE_BREAKS = re.compile(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\x85]+")
 _LIST_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=]*")  # JSON carries it as it is
 
 
 def one_line(value: str) -> str:
@@ -151,9 +152,21 @@ def personalizations(plan: ForwardPlan) -> list[Personalization]:
     return [Personalization(to=(address,)) for address in plan.recipients]
 
 
-def request_bodies(message: MailMessage, converted: ConvertedMail, plan: ForwardPlan) -> list[dict[str, Any]]:
-    """One SendGrid request body per up to 1,000 recipients, attachments as the converter shaped them."""
-    attachments = to_sendgrid_attachments(converted.attachments) if converted.attachments else []
+def request_bodies(
+    message: MailMessage,
+    converted: ConvertedMail,
+    plan: ForwardPlan,
+    *,
+    attachments: list[dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """One SendGrid request body per up to 1,000 recipients, attachments as the converter shaped them.
+
+    ``attachments`` is ``to_sendgrid_attachments(converted.attachments)`` when the caller has it already
+    (base64 is a third larger than the content: one encoding serves every request and every list). The
+    bodies share that one list.
+    """
+    if attachments is None:
+        attachments = to_sendgrid_attachments(converted.attachments) if converted.attachments else []
     bodies: list[dict[str, Any]] = []
     for batch in batches(personalizations(plan)):
         body = build_payload(message, batch)
@@ -200,8 +213,46 @@ def request_part(body: dict[str, Any], first: int, end: int) -> dict[str, Any]:
 
 
 def request_size(body: dict[str, Any]) -> int:
-    """Bytes of the request as the sendgrid client sends it (``json.dumps`` with its defaults)."""
-    return len(json.dumps(body).encode("utf-8"))
+    """Bytes of the request as the sendgrid client sends it (``json.dumps`` with its defaults).
+
+    Counted without serialising the attachments' content: base64 needs no JSON escaping, so each
+    content adds exactly its length. The rest (personalizations, headers, text) is serialised with the
+    contents left empty, which costs a fraction of the request instead of the whole of it again.
+    """
+    attachments = body.get("attachments")
+    if not attachments:
+        return len(json.dumps(body).encode("utf-8"))
+    size = 0
+    items: list[Any] = []
+    for item in attachments:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str) and _BASE64_TEXT.fullmatch(content):
+            size += len(content)  # '"' + content + '"' where the skeleton has '""'
+            item = {**item, "content": ""}
+        items.append(item)
+    return size + len(json.dumps({**body, "attachments": items}).encode("utf-8"))
+
+
+def request_json(body: dict[str, Any]) -> bytes:
+    """The request as the sendgrid client sends it (``json.dumps`` with its defaults, UTF-8), built with
+    the attachments' base64 put in as it is: the same JSON value, made without a serialised copy of
+    each content and an escaped one besides. Its length is :func:`request_size`."""
+    attachments = body.get("attachments")
+    if not attachments:
+        return json.dumps(body).encode("utf-8")
+    rest = json.dumps({key: value for key, value in body.items() if key != "attachments"}).encode("utf-8")
+    pieces: list[bytes] = [rest[:-1] + (b", " if len(rest) > 2 else b""), b'"attachments": [']
+    for number, item in enumerate(attachments):
+        content = item.get("content") if isinstance(item, dict) else None
+        others = {key: value for key, value in item.items() if key != "content"} if isinstance(item, dict) else {}
+        pieces.append(b", " if number else b"")
+        if isinstance(content, str) and _BASE64_TEXT.fullmatch(content):
+            pieces += [b'{"content": "', content.encode("ascii"), b'"']
+            pieces.append(b", " + json.dumps(others).encode("utf-8")[1:] if others else b"}")
+        else:
+            pieces.append(json.dumps(item).encode("utf-8"))
+    pieces.append(b"]}")
+    return b"".join(pieces)
 
 
 def largest_request(bodies: Sequence[dict[str, Any]]) -> int:

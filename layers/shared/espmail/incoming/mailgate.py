@@ -53,7 +53,7 @@ that did not get the message, and why; refusals reach registered, authenticated 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -72,6 +72,7 @@ from espmail.incoming.forward import (
     largest_request,
     list_id,
     request_bodies,
+    request_json,
     request_part,
     request_recipients,
 )
@@ -80,7 +81,14 @@ from espmail.incoming.identity import Sender, domain_of, identify_sender
 from espmail.incoming.notices import Refusal, refusal_notice
 from espmail.incoming.rules import RuleMatcher
 from espmail.incoming.settings import MailgateSettings, SpamPolicy
-from espmail.mime import ConvertedMail, convert, estimate_sendgrid_size, parse_message, safe_header_all
+from espmail.mime import (
+    ConvertedMail,
+    convert,
+    estimate_sendgrid_size,
+    parse_message,
+    safe_header_all,
+    to_sendgrid_attachments,
+)
 from espmail.mime.parse import raw_header_all
 from espmail.observability import logger
 from espmail.storage.inbound_log import MAX_LOGGED_RECIPIENTS, InboundLog
@@ -117,6 +125,9 @@ class RawMail(Protocol):
 
 
 class Mailer(Protocol):
+    """SendGrid as the mailgate uses it. A mailer that also has ``send_json(body: bytes)`` (the real one
+    does) is handed each request serialised once, by :func:`request_json`, rather than as a dict."""
+
     def send(self, message: MailMessage, personalizations: Sequence[Personalization]) -> SendReceipt: ...
 
     def send_payload(self, payload: dict[str, Any]) -> SendReceipt: ...
@@ -326,6 +337,9 @@ class Mailgate:
         if not self._loop_free(delivery, parsed, converted):
             return self._finish(delivery)
         sender = self._identify(delivery, parsed, converted, len(raw))
+        # Only the conversion is needed from here on: the source and its parsed tree (each about the
+        # message's size) are let go before the request bodies are built and sent.
+        del raw, parsed
         if not sender.known:
             delivery.decide_all(Decision.REFUSED, f"unknown sender: {sender.reason}")
             return self._finish(delivery, notice="none: the sender is not a registered, authenticated account")
@@ -346,7 +360,13 @@ class Mailgate:
                 delivery.refusals.append(Refusal(address, resolution.reason))
         for problem in matcher.problems:
             logger().warning("list rule skipped", extra={"problem": str(problem), "message_id": receipt.message_id})
-        self._forward_all(delivery, plans, sender, converted)
+        least = estimate_sendgrid_size(converted)  # the content alone, before any envelope
+        attachments: list[dict[str, str]] = []
+        if plans and least <= self.settings.max_request_bytes:
+            # Encoded once for every list and request; the decoded bytes are not needed after that.
+            attachments = to_sendgrid_attachments(converted.attachments)
+            converted = replace(converted, attachments=())
+        self._forward_all(delivery, plans, sender, converted, least=least, attachments=attachments)
         outcome = self._finish(delivery, notice=self._notify(delivery, sender, converted))
         if delivery.held:
             raise ListHeld(receipt.message_id, delivery.held)
@@ -458,14 +478,24 @@ class Mailgate:
 
     # ------------------------------------------------------------------ forwarding
     def _forward_all(
-        self, delivery: _Delivery, plans: Sequence[tuple[str, Resolution]], sender: Sender, converted: ConvertedMail
+        self,
+        delivery: _Delivery,
+        plans: Sequence[tuple[str, Resolution]],
+        sender: Sender,
+        converted: ConvertedMail,
+        *,
+        least: int,
+        attachments: list[dict[str, str]],
     ) -> None:
-        """Steps 8-10 for every list, each recipient once per message (the first list that reaches them)."""
+        """Steps 8-10 for every list, each recipient once per message (the first list that reaches them).
+
+        ``least`` is the size of a request before its envelope (``estimate_sendgrid_size``);
+        ``attachments`` the converted attachments as SendGrid takes them, shared by every request.
+        """
         account = sender.account
         assert account is not None
         text = converted.text if converted.text is not None or converted.html is None else html_to_text(converted.html)
         reached: set[str] = set()
-        least = estimate_sendgrid_size(converted)  # the content alone, before any envelope
         for address, resolution in plans:
             assert resolution.rule is not None
             recipients = tuple(r for r in resolution.recipients if r.email.lower() not in reached)
@@ -495,7 +525,9 @@ class Mailgate:
                 ses_message_id=delivery.receipt.message_id,
                 text=text,
             )
-            bodies = request_bodies(message, converted, plan) if least <= self.settings.max_request_bytes else []
+            bodies: list[dict[str, Any]] = []
+            if least <= self.settings.max_request_bytes:
+                bodies = request_bodies(message, converted, plan, attachments=attachments)
             size = largest_request(bodies) if bodies else least
             if size > self.settings.max_request_bytes:
                 reason = (
@@ -513,6 +545,12 @@ class Mailgate:
             delivery.decide(address, decided.decision, decided.reason, **extra)
             if decided.decision is Decision.FORWARDED:
                 reached.update(r.email.lower() for r in recipients)
+
+    def _post(self, body: dict[str, Any]) -> SendReceipt:
+        send_json: Callable[[bytes], SendReceipt] | None = getattr(self.mailer, "send_json", None)
+        if send_json is None:
+            return self.mailer.send_payload(body)
+        return send_json(request_json(body))
 
     def _lease_until(self, batches: int) -> int:
         seconds = 60 + 3 * self.settings.sendgrid.timeout_seconds * max(1, batches)
@@ -565,7 +603,7 @@ class Mailgate:
                     self.log.mark_batch_sent(message_id, address, i, "", last=i == todo[-1])
                     continue
                 try:
-                    receipt = self.mailer.send_payload(bodies[i])
+                    receipt = self._post(bodies[i])
                 except PermanentSendError as exc:
                     if exc.status != 400:
                         raise
@@ -672,7 +710,7 @@ class Mailgate:
                 return
             split.requests += 1
             try:
-                receipt = self.mailer.send_payload(part)
+                receipt = self._post(part)
             except PermanentSendError as exc:
                 if exc.status != 400 or end - first == 1:
                     split.miss(request_recipients(part), f"refused by SendGrid: {exc.body or exc}")

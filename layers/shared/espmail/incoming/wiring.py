@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from espmail.bootstrap import aws_client, bind, dynamodb_client, mailer
 from espmail.domain.mail import MailMessage, SendReceipt
@@ -17,6 +17,9 @@ from espmail.storage.list_rules import ListRuleRepository, RedirectRepository
 from espmail.storage.users import UserRepository
 from espmail.transport.raw_mail_store import RawMailStore
 
+if TYPE_CHECKING:
+    from espmail.transport.sendgrid_mailer import SendGridMailer
+
 
 class LazyMailer:
     """Reads the API key only when something is sent: a dropped or refused message needs no secret."""
@@ -24,9 +27,9 @@ class LazyMailer:
     def __init__(self, settings: SendGridSettings, secrets_client: Any | None = None) -> None:
         self._settings = settings
         self._secrets_client = secrets_client
-        self._mailer: Mailer | None = None
+        self._mailer: SendGridMailer | None = None
 
-    def _get(self) -> Mailer:
+    def _get(self) -> SendGridMailer:
         if self._mailer is None:
             self._mailer = mailer(self._settings, self._secrets_client)
         return self._mailer
@@ -36,6 +39,9 @@ class LazyMailer:
 
     def send_payload(self, payload: dict[str, Any]) -> SendReceipt:
         return self._get().send_payload(payload)
+
+    def send_json(self, body: bytes) -> SendReceipt:
+        return self._get().send_json(body)
 
 
 def build_mailgate(
