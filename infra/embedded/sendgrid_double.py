@@ -26,7 +26,8 @@ Where the double knowingly differs from the OpenAPI text (because SendGrid itsel
   ``413`` ("content too large"), the status the description lists for this case.
 - Beyond the schema it enforces (``400``, SendGrid's wording where documented): at least one
   personalization; at most 1000 recipients (to + cc + bcc) per request; custom_args under 10,000 bytes
-  (message-level merged with each personalization's, measured as compact UTF-8 JSON); the reserved headers
+  (message-level merged with each personalization's, measured as compact UTF-8 JSON); substitutions at
+  most 10,000 bytes per personalization (measured the same way); the reserved headers
   ``RESERVED_HEADERS``; no CR/LF in header names or values; content required unless ``template_id``;
   a subject (global or in every personalization) unless ``template_id``; ``text/plain`` first, then
   ``text/html``; an address only once per personalization; ``reply_to`` or ``reply_to_list``, not both;
@@ -76,6 +77,7 @@ __all__ = [
     "MAX_CUSTOM_ARGS_BYTES",
     "MAX_RECIPIENTS",
     "MAX_REQUEST_BYTES",
+    "MAX_SUBSTITUTIONS_BYTES",
     "RESERVED_HEADERS",
     "AcceptedMail",
     "Disconnect",
@@ -98,6 +100,7 @@ DOMAINS_PATH: Final = "/v3/whitelabel/domains"
 MAX_REQUEST_BYTES: Final = 30_000_000
 MAX_RECIPIENTS: Final = 1000
 MAX_CUSTOM_ARGS_BYTES: Final = 10_000
+MAX_SUBSTITUTIONS_BYTES: Final = 10_000  # per personalization (compact UTF-8 JSON of tags and values)
 # From the description of `headers` in tsg_mail_v3.json ("You may not override the following headers").
 RESERVED_HEADERS: Final = frozenset(
     h.lower()
@@ -429,6 +432,15 @@ def _sendgrid_rule_errors(body: Mapping[str, Any]) -> list[dict[str, Any]]:
                 )
             )
         errors += _header_errors(personalization.get("headers"), f"{where}.headers")
+        substitutions = _mapping(personalization.get("substitutions"))
+        if substitutions and _custom_args_size(substitutions) > MAX_SUBSTITUTIONS_BYTES:
+            errors.append(
+                _error(
+                    f"The total size of substitutions may not exceed {MAX_SUBSTITUTIONS_BYTES} bytes per "
+                    "personalization object.",
+                    f"{where}.substitutions",
+                )
+            )
         subject_everywhere = subject_everywhere and bool(personalization.get("subject"))
         seen: set[str] = set()
         for kind, index, address in _recipients(personalization):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 from embedded.seed import SeededProgram, seed
+from embedded.sendgrid_double import render_eml
 from espmail.domain.mail import Address
 from espmail.domain.message_requests import (
     BodyFormat,
@@ -145,3 +148,25 @@ def twice(addresses: list[str]) -> list[str]:
 
 def statuses(stack: Any, request_id: str) -> Counter[RowStatus]:
     return Counter(r.status for r in rows(stack, request_id))
+
+
+def seen_by(stack: Any) -> dict[str, list[EmailMessage]]:
+    """What each recipient sees: every personalization the double accepted, rendered as the message
+    SendGrid would deliver (substitutions applied), by address."""
+    seen: dict[str, list[EmailMessage]] = {}
+    for mail in stack.sendgrid.accepted:
+        for index, personalization in enumerate(mail.body["personalizations"]):
+            message = message_from_bytes(render_eml(mail.body, index), policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            seen.setdefault(personalization["to"][0]["email"].lower(), []).append(message)
+    return seen
+
+
+def body_text(message: EmailMessage, subtype: str) -> str | None:
+    """The message's text/<subtype> part as the recipient reads it (line ends as sent: CRLF -> LF)."""
+    part = message.get_body((subtype,))
+    if part is None:
+        return None
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")

@@ -1,5 +1,5 @@
-"""Outbox rows in DynamoDB: claims are exclusive and leased, the due index serves priority then age per
-shard, and final rows leave the index."""
+"""Outbox rows in DynamoDB: shard leases are exclusive, the due index serves priority then age per shard,
+and final rows leave the index."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from espmail.domain.mail import Address
-from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowStatus, content_hash, recipient_key
+from espmail.domain.outbox import DUE_SHARDS, OutboxRow, content_hash, recipient_key
 from espmail.storage.outbox import OutboxItem, OutboxRepository
 from tests.e2e.outgoing_support import tables
 
@@ -39,38 +39,55 @@ def all_due(outbox: OutboxRepository, now: datetime) -> list[OutboxRow]:
     return [r for shard in range(DUE_SHARDS) for r in outbox.due(shard, now, limit=100, max_evaluated=400)]
 
 
-def test_a_claim_is_exclusive_until_its_lease_runs_out(stack: Any) -> None:
+def test_a_shard_lease_is_exclusive_renewable_by_its_holder_and_taken_over_once_it_runs_out(stack: Any) -> None:
+    tables(stack)
+    outbox = OutboxRepository()
+    assert outbox.take_shard(3, "run-a", NOW, NOW + LEASE)
+    assert outbox.shard_lease(3) == ("run-a", NOW + LEASE)
+    assert not outbox.take_shard(3, "run-b", NOW + timedelta(seconds=1), NOW + LEASE)  # held
+    assert outbox.take_shard(4, "run-b", NOW, NOW + LEASE)  # another shard is free
+    assert not outbox.take_shard(3, "run-b", NOW, NOW + LEASE, renew=True)  # only the holder renews
+    later = NOW + timedelta(minutes=1)
+    assert outbox.take_shard(3, "run-a", later, later + LEASE, renew=True)
+    assert outbox.shard_lease(3) == ("run-a", later + LEASE)
+    assert not outbox.take_shard(3, "run-b", NOW + LEASE + timedelta(seconds=1), NOW + 2 * LEASE)  # renewed
+    after = later + LEASE + timedelta(seconds=1)
+    assert outbox.take_shard(3, "run-b", after, after + LEASE)  # ran out: taken over
+    assert not outbox.take_shard(3, "run-a", after, after + LEASE, renew=True)  # the old holder lost it
+    assert not outbox.release_shard(3, "run-a")
+    assert outbox.release_shard(3, "run-b")
+    assert outbox.shard_lease(3) == ("", None)
+    assert outbox.take_shard(3, "run-c", after, after + LEASE)  # given back: free at once
+    assert all_due(outbox, after) == []  # lease items are never rows
+
+
+def test_a_sent_row_leaves_the_due_index(stack: Any) -> None:
     tables(stack)
     outbox = OutboxRepository()
     outbox.put_batch([row(1)])
     (due,) = all_due(outbox, NOW)
-    first = outbox.claim(due, "run-a", NOW, NOW + LEASE)
-    assert first is not None
-    assert (first.status, first.tries, first.lease_owner) == (RowStatus.SENDING, 1, "run-a")
-    assert outbox.claim(due, "run-b", NOW + timedelta(seconds=1), NOW + LEASE) is None
-    assert all_due(outbox, NOW + timedelta(minutes=1)) == []  # leased: out of the due rows
-    after = NOW + LEASE + timedelta(seconds=1)
-    (back,) = all_due(outbox, after)  # the lease ran out: due again by itself
-    again = outbox.claim(back, "run-b", after, after + LEASE)
-    assert again is not None
-    assert (again.tries, again.lease_owner) == (2, "run-b")
-
-
-def test_a_sent_row_leaves_the_due_index_and_cannot_be_claimed(stack: Any) -> None:
-    tables(stack)
-    outbox = OutboxRepository()
-    outbox.put_batch([row(1)])
-    claimed = outbox.claim(row(1), "run-a", NOW, NOW + LEASE)
-    assert claimed is not None
-    outbox.put_batch([claimed.sent("sg-1", NOW, timedelta(days=90))])
+    outbox.put_batch([due.sent("sg-1", NOW, timedelta(days=90))])
     later = NOW + timedelta(days=1)
     assert all_due(outbox, later) == []
-    assert outbox.claim(row(1), "run-b", later, later + LEASE) is None
     item = OutboxItem.get("01JREQ", row(1).recipient)
     assert item.due_shard is None
     assert item.due_key is None
     assert item.expires_at == NOW + timedelta(days=90)
     assert item.message_id == "sg-1"
+
+
+def test_a_wave_says_whether_the_shard_may_hold_more(stack: Any) -> None:
+    tables(stack)
+    outbox = OutboxRepository()
+    rows = [row(n) for n in range(40)]
+    outbox.put_batch(rows)
+    shard = rows[0].shard
+    in_shard = [r for r in rows if r.shard == shard]
+    assert len(in_shard) >= 2
+    found, more = outbox.due_wave(shard, NOW, len(in_shard) - 1, 1000)
+    assert (len(found), more) == (len(in_shard) - 1, True)
+    found, more = outbox.due_wave(shard, NOW, 1000, 4000)
+    assert (len(found), more) == (len(in_shard), False)
 
 
 def test_due_rows_come_by_priority_then_age_and_not_before_their_time(stack: Any) -> None:

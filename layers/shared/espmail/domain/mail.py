@@ -33,6 +33,7 @@ class Personalization:
     headers: Mapping[str, str] = field(default_factory=dict)
     custom_args: Mapping[str, str] = field(default_factory=dict)
     subject: str | None = None
+    substitutions: Mapping[str, str] = field(default_factory=dict)  # tag -> value, in subject and content
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,78 +1,97 @@
 """The sender (scheduled): due outbox rows -> SendGrid ``/v3/mail/send``.
 
-Each run queries the due rows of its shards through the sparse ``due`` index (priority, then age),
-groups rows of one request with identical rendered content into one call (one personalization each, up
-to 1,000), and hands the calls to a bounded pool of threads over kept-alive connections. Each call claims
-its rows first (one conditional UpdateItem per row: status ``sending``, a lease, one more try), then
-sends, then the outcome is written:
+A run works shard by shard through the sparse ``due`` index (8 shards; a worker of ``SenderWorkers``
+takes its own share, in an order of its own, several shards at once). Before it reads a shard's rows it
+takes the shard's *lease*: one conditional write on a lease item (``storage.outbox``: succeeds only if
+nobody holds the shard or its lease ran out). While it holds the lease, the due rows of that shard are its
+own, with no per-row claim. It then sends the shard in waves of up to 1,000 rows (one Query each, priority
+then age), renewing the lease before each wave, and gives the shard back when it is done.
+
+A wave's rows go out in as few calls as SendGrid allows, on a bounded pool of threads over kept-alive
+connections: rows of one request with identical content share a call (one personalization each, up to
+1,000); rows whose subject and content differ share one too, through ``personalizations[].substitutions``
+(the call's content is a pair of tags chosen for that call, each personalization carries its own subject
+and its rendered text and HTML as the tags' values); a row whose substitutions would pass SendGrid's
+10,000 bytes goes alone. Then the outcomes are written with BatchWriteItem (25 a request):
 
 - 202: ``sent``, with SendGrid's ``X-Message-Id``;
 - 429, 5xx, a timeout, a refused or dropped connection: ``queued`` again, due after an exponential
   back-off with jitter, and never sooner than ``Retry-After`` / ``X-RateLimit-Reset``; a 429 also pauses
   this run's further calls for that long; after ``max_tries`` tries the row fails for good;
 - any other 4xx: ``failed`` at once with SendGrid's reason. A call of several rows that gets a 4xx is
-  split, so one bad address fails alone and the others go out.
+  split (row by row when small, else in halves) so one bad address fails alone and the others go out.
 
-The run stops claiming when the Lambda's remaining time falls below a margin (which exceeds the SendGrid
-timeout, so every call started can finish and be recorded). Outcomes are written in batches of 25
-(BatchWriteItem) while the rows' leases hold; the request's progress counters are bumped per batch, and
-when they say every row is done the request is finished (final counts from the rows themselves, and one
-failure notice to its creator if any row failed). A sweep over expanded requests catches the rest.
+No call starts unless the run has more than its time margin left and the shard lease has more than the
+SendGrid timeout plus the time to write the outcomes left (it is renewed when it has not); rows left
+unsent stay due. The request's progress counters are bumped every few seconds, and when they say every
+row is done the request is finished (final counts from the rows themselves, and one failure notice to
+its creator if any row failed). A sweep over expanded requests catches the rest.
 
 Delivery guarantee
 ------------------
-*At least once.* A row leaves ``queued``/``sending`` only when SendGrid accepted it (202) or when it
-failed for good, with the reason on the row. A run that dies leaves its claimed rows ``sending`` with a
-lease expiry as their next due time, so they come back by themselves; nothing is lost and nothing stays
+*At least once.* A row leaves ``queued`` only when SendGrid accepted it (202) or when it failed for
+good, with the reason on the row. A run that dies leaves its rows as they were (due) and its shard leases
+run out (default 120 s), so another run takes the shards and sends them; nothing is lost and nothing stays
 stuck.
 
-*Never twice from overlapping or concurrent runs.* A row is sent only by the run whose claim succeeded,
-and a claim is a conditional write that succeeds only while the row is due: queued and its time has
-come, or sending with an expired lease. Of two runs racing for a row (overlapping schedules, shard
-workers, a retried invocation) exactly one claim succeeds. The lease (default 120 s) is far longer than
-one call (the SendGrid timeout) plus the outcome write, and an outcome is written while the lease holds
-(a row close to the end of its lease is written conditionally on still holding it).
+*Never twice from overlapping or concurrent runs.* A row is sent only by the run holding its shard's
+lease, and the lease is exclusive: taking it is a conditional write that succeeds only if nobody holds it
+or its holder's lease ran out; renewing it is conditional on still holding it. A run starts a call only
+while its lease has more than the call's timeout plus the outcome write left, and writes the outcomes
+only while it still holds the lease (renewing it first if it is short); a run that lost its lease writes
+nothing and stops. So of two runs racing for a shard (overlapping schedules, shard workers, a retried
+invocation) one sends its rows, and the other sends them only after the first has recorded them or has
+lost the lease without recording them (below).
 
-*An error is no crash.* An unexpected error in one call (DynamoDB throttling a claim after the client's
-own retries, a request's status that cannot be read) ends that call: its rows already answered keep
-their outcome, its other claimed rows are queued again with the error on them (and back-off), and the
-run stops claiming. Every outcome already known, from this call and from every other call that finished,
-is written before the error leaves ``run`` (so the invocation fails and its alarm sees it).
+*An error is no crash.* An unexpected error in one call (a request's status that cannot be read) ends
+that call: its rows already answered keep their outcome, its other rows are queued again with the error on
+them (and back-off), and the run stops. An error in a shard's own work (a query or a lease renewal that
+DynamoDB refuses) stops that shard and the run. Every outcome already known is written before the error
+leaves ``run`` (so the invocation fails and its alarm sees it).
 
-*The one duplicate window.* If a run crashes (or loses DynamoDB) after SendGrid answered 202 and before
-the row's status write, the row is still ``sending``; when its lease runs out it is due again and is
-sent a second time. The same holds for a call whose 202 never reached us (a timeout after SendGrid
-queued the message): we cannot tell it from a lost request, so it is retried.
+*The one duplicate window.* If a run crashes (or loses DynamoDB, or its lease) after SendGrid answered
+202 and before the outcome write, the rows are still ``queued`` and due; when the shard's lease runs out,
+the next holder sends them a second time. The same holds for a call whose 202 never reached us (a timeout
+after SendGrid queued the message): we cannot tell it from a lost request, so it is retried.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.message_requests import RequestStatus
 from espmail.domain.outbox import OutboxRow, RowKind, priority_band, shards_for
-from espmail.errors import ConditionFailed, PermanentSendError, RetryableSendError
+from espmail.errors import PermanentSendError, RetryableSendError
 from espmail.observability import logger
 from espmail.outgoing.completion import Completion
 from espmail.outgoing.render import header_value
 from espmail.outgoing.settings import SenderSettings
 from espmail.outgoing.unsubscribe import UnsubscribeLinks
 from espmail.storage.message_requests import MessageRequestRepository
-from espmail.storage.outbox import BATCH_WRITE_LIMIT, OutboxRepository
+from espmail.storage.outbox import OutboxRepository
+from espmail.transport.sendgrid_mailer import MAX_PERSONALIZATIONS, MAX_SUBSTITUTION_BYTES, substitutions_size
 
-FLUSH_AFTER_SECONDS = 2.0
+FLUSH_AFTER_SECONDS = 2.0  # request progress counters are bumped at most this often (and at the end)
 REQUEST_STATUS_TTL_SECONDS = 15.0
 FINISH_CHECKS_PER_RUN = 25
 CLOSED_REQUESTS = {RequestStatus.CANCELLED, RequestStatus.FAILED, RequestStatus.EXPIRED}
+WRITE_SECONDS = 10.0  # a wave's outcomes are written only with at least this much of the shard lease left
+CLOCK_SKEW_SECONDS = 2.0  # a lease is taken as ending this much before the time written on it
+SPLIT_ONE_BY_ONE = 10  # a refused call of up to this many rows is sent again row by row, larger ones in halves
+MAX_CALL_BYTES = 20_000_000  # rendered content per call: well under SendGrid's 30 MB once in JSON
+TEXT_TAG = "-espmail-text-{}-"
+HTML_TAG = "-espmail-html-{}-"
+_PROBE_TOKEN = "0" * 16  # tags are sized with this; real ones carry 16 random hex digits
 
 Clock = Callable[[], datetime]
 
@@ -96,33 +115,33 @@ class Worker:
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     row: OutboxRow  # the row's new state
-    lease_until: datetime  # the lease under which it may be written
     counted: str  # "sent" | "failed" | "retried" | "cancelled"
 
 
 @dataclass
 class _Delivery:
-    """What one call did: rows claimed and lost to other runs, SendGrid calls made, the outcomes known,
-    and the unexpected error that ended it early (its claimed rows without an outcome are retries)."""
+    """What one planned call did: SendGrid calls made, the outcomes known, rows left unsent (the run or
+    the lease was running out), why, and the unexpected error that ended it early."""
 
-    claimed: int = 0
-    lost: int = 0
     calls: int = 0
     outcomes: list[_Outcome] = field(default_factory=list)
+    unsent: int = 0
+    stopped: str = ""
     error: BaseException | None = None
 
 
 @dataclass
 class SendReport:
-    claimed: int = 0
+    claimed: int = 0  # rows read under a shard lease to be sent
     sent: int = 0
     failed: int = 0
     retried: int = 0
     cancelled: int = 0
     calls: int = 0
-    lost_claims: int = 0  # rows another run claimed first
-    lost_leases: int = 0  # outcomes not written: the lease had run out and another run had the row
-    stopped: str = ""  # why the run stopped claiming before the due rows ran out
+    shards: int = 0  # shard leases taken
+    busy_shards: int = 0  # shards another run held
+    lost_leases: int = 0  # outcomes not written: the shard lease was lost (another run may send them again)
+    stopped: str = ""  # why the run stopped before the due rows ran out
     finished: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,7 +152,8 @@ class SendReport:
             "retried": self.retried,
             "cancelled": self.cancelled,
             "calls": self.calls,
-            "lost_claims": self.lost_claims,
+            "shards": self.shards,
+            "busy_shards": self.busy_shards,
             "lost_leases": self.lost_leases,
             "stopped": self.stopped,
             "finished": list(self.finished),
@@ -156,16 +176,120 @@ def backoff_seconds(
     return delay
 
 
-def plan_calls(rows: Sequence[OutboxRow], batch_identical: bool, max_personalizations: int) -> list[list[OutboxRow]]:
-    """The calls to make, in due order: rows of one request with identical content share a call (one
-    personalization each, up to ``max_personalizations``); every other row is a call of its own."""
+def _substitutable(row: OutboxRow) -> bool:
+    return bool(row.text or row.html) and substitution_bytes(row) <= MAX_SUBSTITUTION_BYTES
+
+
+def substitution_bytes(row: OutboxRow) -> int:
+    """The size of the row's substitutions (its text and HTML under their tags) as SendGrid counts them."""
+    return substitutions_size(_substitutions(row, TEXT_TAG.format(_PROBE_TOKEN), HTML_TAG.format(_PROBE_TOKEN)))
+
+
+def _substitutions(row: OutboxRow, text_tag: str, html_tag: str) -> dict[str, str]:
+    values = {}
+    if row.text:
+        values[text_tag] = row.text
+    if row.html:
+        values[html_tag] = row.html
+    return values
+
+
+def _envelope(row: OutboxRow) -> tuple[Any, ...]:
+    """What every personalization of one call shares when subject and content come per personalization."""
+    return (
+        row.request_id,
+        row.kind.value,
+        row.sender,
+        row.reply_to,
+        tuple(sorted(row.headers.items())),
+        row.category,
+        bool(row.text),
+        bool(row.html),
+    )
+
+
+def _call_bytes(row: OutboxRow) -> int:
+    return len(row.subject) + len(row.text) + len(row.html or "") + 1_000  # + addresses, headers, links
+
+
+def plan_calls(
+    rows: Sequence[OutboxRow],
+    batch_identical: bool,
+    max_personalizations: int,
+    *,
+    batch_personalized: bool = False,
+    max_call_bytes: int = MAX_CALL_BYTES,
+) -> list[list[OutboxRow]]:
+    """The calls to make, in due order of their first row. Rows of one request with identical content share
+    a call (one personalization each, up to ``max_personalizations``). With ``batch_personalized``, the
+    other rows of one request that share sender, reply-to, headers and category share a call too, their
+    subject and content per personalization (substitutions), as long as each row's substitutions stay within
+    SendGrid's limit and the call within ``max_call_bytes``; every other row is a call of its own. A call's
+    rows have one content hash exactly when they are identical."""
     if not batch_identical:
         return [[row] for row in rows]
+    size = max(1, min(max_personalizations, MAX_PERSONALIZATIONS))
     groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
     for row in rows:
         groups.setdefault((row.request_id, row.content_hash, row.kind.value), []).append(row)
-    size = max(1, max_personalizations)
-    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+    calls: list[list[OutboxRow]] = []
+    envelopes: dict[tuple[Any, ...], list[list[OutboxRow]]] = {}
+    for group in groups.values():
+        row = group[0]
+        if len(group) > 1 or not batch_personalized or not _substitutable(row):
+            calls += [group[i : i + size] for i in range(0, len(group), size)]
+            continue
+        chunks = envelopes.get(_envelope(row))
+        if chunks is None:
+            chunks = envelopes[_envelope(row)] = [[]]
+            calls.append(chunks[0])
+        chunk = chunks[-1]
+        if len(chunk) >= size or sum(_call_bytes(r) for r in chunk) + _call_bytes(row) > max_call_bytes:
+            chunk = []
+            chunks.append(chunk)
+            calls.append(chunk)
+        chunk.append(row)
+    return calls
+
+
+class _ShardLease:
+    """This run's lease on one shard of the due index. ``ensure`` renews it when less than the asked time
+    is left; once a renewal fails (another run took the shard) it stays lost."""
+
+    def __init__(self, sender: Sender, shard: int) -> None:
+        self.shard = shard
+        self._sender = sender
+        self._deadline = 0.0  # time.monotonic() before which the lease is surely ours
+        self._lock = threading.Lock()
+        self.lost = False
+
+    def take(self, *, renew: bool) -> bool:
+        started = time.monotonic()
+        seconds = self._sender.lease_seconds
+        now = self._sender.now()
+        held = self._sender.outbox.take_shard(
+            self.shard, self._sender.run_id, now, now + timedelta(seconds=seconds), renew=renew
+        )
+        if held:
+            self._deadline = started + seconds - CLOCK_SKEW_SECONDS
+        else:
+            self.lost = self.lost or renew
+        return held
+
+    def remaining(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def ensure(self, seconds: float) -> bool:
+        with self._lock:
+            if self.lost:
+                return False
+            if self.remaining() >= seconds:
+                return True
+            return self.take(renew=True) and self.remaining() >= seconds
+
+    def renew(self) -> bool:
+        with self._lock:
+            return not self.lost and self.take(renew=True)
 
 
 class Sender:
@@ -183,7 +307,7 @@ class Sender:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
-        self._outbox = outbox
+        self.outbox = outbox
         self._requests = requests
         self._completion = completion
         self._mailer = mailer
@@ -191,36 +315,55 @@ class Sender:
         self._clock = clock
         self._sleep = sleep
         self.run_id = run_id or f"sender-{uuid.uuid4()}"
+        self.lease_seconds = settings.lease.total_seconds()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pause_until = 0.0
         self._statuses: dict[str, tuple[float, RequestStatus | None]] = {}
-        self._buffer: list[_Outcome] = []
-        self._buffer_since = 0.0
-        self._in_flight: set[Future[_Delivery]] = set()
+        self._progress: dict[str, list[int]] = {}
+        self._progress_since = 0.0
+        self._notice_queued = False
+        self._taken_rows = 0
         self._error: BaseException | None = None
         self._remaining: Callable[[], int] = lambda: 0
+
+    def now(self) -> datetime:
+        return self._clock()
 
     # ------------------------------------------------------------------ the run
     def run(self, remaining_ms: Callable[[], int], worker: Worker = Worker()) -> SendReport:
         """One scheduled run: send what is due in this worker's shards until done or out of time.
 
-        Raises the first unexpected error of a call (or of the run itself), after the outcomes of every
+        Raises the first unexpected error (of a call or of the run itself), after the outcomes of every
         call that finished are written."""
         report = SendReport()
         self._remaining = remaining_ms
-        shards = shards_for(worker.index, worker.count)
-        pool = ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="sender")
+        shards = list(shards_for(worker.index, worker.count))
+        random.shuffle(shards)  # concurrent runs on the same shards start on different ones
+        leases: dict[int, _ShardLease] = {}
+        unwritten: set[int] = set()  # shards with outcomes not written: their lease is left to run out
+        calls = ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="sender")
+        lanes = ThreadPoolExecutor(max_workers=self._settings.shard_parallelism, thread_name_prefix="shard")
         try:
-            for _ in range(2):  # a second pass delivers failure notices the finish sweep just queued
-                self._drain(pool, shards, report)
-                if report.stopped or not self._time_left() or not self._sweep(report):
+            for _ in range(2):  # a second pass delivers failure notices this pass queued
+                self._notice_queued = False
+                self._send_shards(shards, leases, unwritten, calls, lanes, report)
+                self._flush_progress(report, force=True)
+                if report.stopped or not self._time_left():
                     break
+                if not (self._sweep(report) or self._notice_queued):
+                    break
+        except Exception as exc:  # noqa: BLE001 - raised below, once what is known is written
+            logger().exception("the sender run ended with an unexpected error")
+            self._fail(exc, report)
         finally:
             self._stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._collect(self._in_flight, report)
-            self._flush(report, force=True)
+            lanes.shutdown(wait=True, cancel_futures=True)
+            calls.shutdown(wait=True, cancel_futures=True)
+            for shard, lease in leases.items():
+                if shard not in unwritten and not lease.lost:
+                    self._release(lease)
+            self._flush_progress(report, force=True)
         if self._error is not None:
             raise self._error
         return report
@@ -228,173 +371,292 @@ class Sender:
     def _time_left(self) -> bool:
         return self._remaining() / 1000.0 > self._settings.time_margin_seconds
 
-    def _drain(self, pool: ThreadPoolExecutor, shards: Sequence[int], report: SendReport) -> None:
-        submitted = 0
-        while not report.stopped:
-            if not self._time_left():
-                report.stopped = "time budget"
-                break
-            rows = self._due(shards)
-            if not rows:
-                break
-            claimed_before = report.claimed
-            for unit in plan_calls(rows, self._settings.batch_identical, self._settings.max_personalizations):
-                if report.stopped:
-                    break
-                if not self._time_left():
-                    report.stopped = "time budget"
-                    break
-                cap = self._settings.max_rows_per_run
-                if cap and submitted >= cap:
-                    report.stopped = "row limit"
-                    break
-                if not self._wait_out_pause(report):
-                    break
-                while len(self._in_flight) >= self._settings.concurrency:
-                    done, _ = wait(self._in_flight, return_when=FIRST_COMPLETED)
-                    self._collect(done, report)
-                self._in_flight.add(pool.submit(self._deliver, unit))
-                submitted += len(unit)
-            done, _ = wait(self._in_flight)
-            self._collect(done, report)
-            self._flush(report, force=True)
-            if report.claimed == claimed_before:
-                break  # every due row went to other runs: let them have it
-
-    def _due(self, shards: Sequence[int]) -> list[OutboxRow]:
-        now = self._clock()
-        size = self._settings.wave_size
-        rows: list[OutboxRow] = []
-        for shard in shards:
-            rows += self._outbox.due(shard, now, limit=size, max_evaluated=size * 4)
-        rows.sort(key=lambda r: (priority_band(r.priority), r.next_attempt_at, r.request_id, r.recipient))
-        return rows[:size]
-
-    def _wait_out_pause(self, report: SendReport) -> bool:
+    def _fail(self, error: BaseException, report: SendReport) -> None:
         with self._lock:
-            pause = self._pause_until - time.monotonic()
-        if pause <= 0:
-            return True
-        if self._remaining() / 1000.0 - pause <= self._settings.time_margin_seconds:
-            report.stopped = "rate limited"
-            return False
-        self._sleep(pause)
-        return True
+            if self._error is None:
+                self._error = error
+                report.stopped = "error"
+        self._stop.set()
 
-    # ------------------------------------------------------------------ one call (worker threads)
-    def _deliver(self, unit: list[OutboxRow]) -> _Delivery:
-        """Claims, checks and sends one call's rows. Never raises: an unexpected error ends the call with
-        the outcomes known so far, the error as a retry on its other claimed rows, and the error itself."""
-        delivery = _Delivery()
-        if self._stop.is_set() or not self._time_left():
-            return delivery
-        now = self._clock()
-        lease_until = now + self._settings.lease
-        claimed: list[OutboxRow] = []
+    def _stopped(self, report: SendReport, why: str) -> None:
+        with self._lock:
+            report.stopped = report.stopped or why
+
+    def _take_leases(self, shards: Sequence[int], leases: dict[int, _ShardLease], report: SendReport) -> None:
+        for shard in shards:
+            if shard in leases:
+                continue
+            if not self._time_left():
+                self._stopped(report, "time budget")
+                return
+            lease = _ShardLease(self, shard)
+            if lease.take(renew=False):
+                leases[shard] = lease
+                report.shards += 1
+            else:
+                report.busy_shards += 1
+
+    def _send_shards(
+        self,
+        shards: Sequence[int],
+        leases: dict[int, _ShardLease],
+        unwritten: set[int],
+        calls: ThreadPoolExecutor,
+        lanes: ThreadPoolExecutor,
+        report: SendReport,
+    ) -> None:
+        """Waves over the shards this run holds: each wave reads up to ``wave_size`` due rows of every held
+        shard that may have more (one Query each, side by side), sends them all, and writes the outcomes."""
+        self._take_leases(shards, leases, report)
+        active = [s for s in shards if s in leases and not leases[s].lost]
+        while active and not self._stop.is_set():
+            if not self._time_left():
+                self._stopped(report, "time budget")
+                return
+            active = [s for s in active if leases[s].ensure(self.lease_seconds / 2)]  # renewed when half gone
+            size = self._wave_size()
+            if size == 0:
+                self._stopped(report, "row limit")
+                return
+            now = self._clock()
+            waves = list(lanes.map(self._due, active, [now] * len(active), [size] * len(active)))
+            rows = sorted(
+                (row for _, found, _ in waves for row in found),
+                key=lambda r: (priority_band(r.priority), r.next_attempt_at, r.request_id, r.recipient),
+            )
+            if self._settings.max_rows_per_run:
+                rows = rows[: self._rows_allowed(len(rows))]
+            report.claimed += len(rows)
+            active = [s for s, _, more in waves if more]
+            if not rows:
+                return
+            deliveries = self._wave(rows, leases, calls)
+            self._write(deliveries, leases, unwritten, report)
+            error = next((d.error for d in deliveries if d.error is not None), None)
+            if error is not None:
+                self._fail(error, report)
+                return
+            stopped = next((d.stopped for d in deliveries if d.stopped), "")
+            if stopped:
+                self._stopped(report, stopped)
+                return
+
+    def _due(self, shard: int, now: datetime, size: int) -> tuple[int, list[OutboxRow], bool]:
+        rows, more = self.outbox.due_wave(shard, now, size, size * 4)
+        return shard, rows, more
+
+    def _write(
+        self,
+        deliveries: list[_Delivery],
+        leases: dict[int, _ShardLease],
+        unwritten: set[int],
+        report: SendReport,
+    ) -> None:
+        """Writes the wave's outcomes of every shard whose lease still holds (renewed if it is short); a
+        shard whose lease was lost gets nothing written (its next holder sends those rows again)."""
+        by_shard: dict[int, list[_Outcome]] = {}
+        for delivery in deliveries:
+            for outcome in delivery.outcomes:
+                by_shard.setdefault(outcome.row.shard, []).append(outcome)
+        writable: list[_Outcome] = []
+        for shard, outcomes in by_shard.items():
+            if leases[shard].ensure(WRITE_SECONDS):
+                writable += outcomes
+                unwritten.add(shard)
+                continue
+            report.lost_leases += len(outcomes)
+            self._stopped(report, "lease lost")
+            logger().error(
+                "the shard lease was lost before the outcomes were written; the next holder sends these rows again",
+                extra={"shard": shard, "rows": len(outcomes)},
+            )
+        self.outbox.put_batch([o.row for o in writable])
+        unwritten.difference_update(by_shard)
+        self._count(writable, deliveries, report)
+        self._flush_progress(report)
+
+    def _release(self, lease: _ShardLease) -> None:
         try:
+            self.outbox.release_shard(lease.shard, self.run_id)
+        except Exception:  # noqa: BLE001 - the lease runs out by itself; nothing is lost
+            logger().warning(
+                "could not give a shard lease back; it frees itself when it runs out",
+                extra={"shard": lease.shard, "lease_seconds": self.lease_seconds},
+                exc_info=True,
+            )
+
+    def _rows_allowed(self, wanted: int) -> int:
+        with self._lock:
+            allowed = max(0, min(wanted, self._settings.max_rows_per_run - self._taken_rows))
+            self._taken_rows += allowed
+        return allowed
+
+    def _wave_size(self) -> int:
+        cap = self._settings.max_rows_per_run
+        if cap and self._taken_rows >= cap:
+            return 0
+        return self._settings.wave_size
+
+    def _wave(
+        self, rows: list[OutboxRow], leases: dict[int, _ShardLease], calls: ThreadPoolExecutor
+    ) -> list[_Delivery]:
+        plan = plan_calls(
+            rows,
+            self._settings.batch_identical,
+            self._settings.max_personalizations,
+            batch_personalized=self._settings.batch_personalized,
+        )
+        futures: list[Future[_Delivery]] = [calls.submit(self._deliver, unit, leases) for unit in plan]
+        wait(futures)
+        deliveries = []
+        for future, unit in zip(futures, plan, strict=True):
+            if future.cancelled():
+                deliveries.append(_Delivery(unsent=len(unit), stopped="run ended"))
+            else:
+                deliveries.append(future.result())  # _deliver never raises
+        return deliveries
+
+    def _count(self, outcomes: list[_Outcome], deliveries: list[_Delivery], report: SendReport) -> None:
+        with self._lock:
+            report.calls += sum(d.calls for d in deliveries)
+            for outcome in outcomes:
+                setattr(report, outcome.counted, getattr(report, outcome.counted) + 1)
+                if outcome.row.kind is RowKind.BULK and outcome.counted in ("sent", "failed"):
+                    if not self._progress:
+                        self._progress_since = time.monotonic()
+                    counts = self._progress.setdefault(outcome.row.request_id, [0, 0])
+                    counts[0 if outcome.counted == "sent" else 1] += 1
+
+    # ------------------------------------------------------------------ one call (sender threads)
+    def _deliver(self, unit: list[OutboxRow], leases: Mapping[int, _ShardLease]) -> _Delivery:
+        """Checks and sends one planned call's rows. Never raises: an unexpected error ends the call with
+        the outcomes known so far, the error as a retry on its other rows, and the error itself."""
+        delivery = _Delivery()
+        attempts: list[OutboxRow] = []
+        try:
+            now = self._clock()
+            retention = self._settings.retention
             for row in unit:
-                mine = self._outbox.claim(row, self.run_id, now, lease_until)
-                if mine is None:
-                    delivery.lost += 1
+                closed = self._closed(row.request_id) if row.kind is RowKind.BULK else ""
+                if closed:
+                    delivery.outcomes.append(_Outcome(row.cancelled(closed, now, retention), "cancelled"))
+                elif row.tries >= self._settings.max_tries:  # a row of a run that died mid-call, too often
+                    error = (
+                        f"gave up after {row.tries} tries; last: {row.last_error or 'the run ended before an answer'}"
+                    )
+                    delivery.outcomes.append(_Outcome(row.failed(error, row.last_status, now, retention), "failed"))
                 else:
-                    claimed.append(mine)
-            delivery.claimed = len(claimed)
-            self._check_and_send(claimed, now, lease_until, delivery)
+                    attempts.append(replace(row, tries=row.tries + 1))
+            if attempts:
+                self._send(attempts, leases, delivery)
         except Exception as exc:  # noqa: BLE001 - recorded on the rows and raised by run() once all is written
-            self._end_early(unit, claimed, lease_until, delivery, exc)
+            self._end_early(unit, attempts, delivery, exc)
         return delivery
 
-    def _check_and_send(
-        self, claimed: list[OutboxRow], now: datetime, lease_until: datetime, delivery: _Delivery
-    ) -> None:
-        live: list[OutboxRow] = []
-        retention = self._settings.retention
-        for row in claimed:
-            closed = self._closed(row.request_id) if row.kind is RowKind.BULK else ""
-            if closed:
-                delivery.outcomes.append(_Outcome(row.cancelled(closed, now, retention), lease_until, "cancelled"))
-            elif row.tries > self._settings.max_tries:
-                error = (
-                    f"gave up after {row.tries - 1} tries; last: {row.last_error or 'the run ended before an answer'}"
-                )
-                outcome = _Outcome(row.failed(error, row.last_status, now, retention), lease_until, "failed")
-                delivery.outcomes.append(outcome)
-            else:
-                live.append(row)
-        if live:
-            self._send(live, lease_until, delivery)
+    def _may_call(self, rows: list[OutboxRow], leases: Mapping[int, _ShardLease], delivery: _Delivery) -> bool:
+        """Whether a call may start now; if not, its rows stay as they are (due) and the shard stops."""
+        why = ""
+        if self._stop.is_set():
+            why = "run ended"
+        elif not self._time_left():
+            why = "time budget"
+        elif not self._wait_out_pause():
+            why = "rate limited"
+        elif not all(
+            leases[shard].ensure(self._settings.sendgrid.timeout_seconds + WRITE_SECONDS)
+            for shard in {row.shard for row in rows}
+        ):
+            why = "lease lost"
+        if why:
+            delivery.unsent += len(rows)
+            delivery.stopped = delivery.stopped or why
+        return not why
 
-    def _end_early(
-        self,
-        unit: list[OutboxRow],
-        claimed: list[OutboxRow],
-        lease_until: datetime,
-        delivery: _Delivery,
-        exc: Exception,
-    ) -> None:
-        delivery.claimed = len(claimed)
+    def _end_early(self, unit: list[OutboxRow], attempts: list[OutboxRow], delivery: _Delivery, exc: Exception) -> None:
         delivery.error = exc
         answered = {(o.row.request_id, o.row.recipient) for o in delivery.outcomes}
-        unanswered = [row for row in claimed if (row.request_id, row.recipient) not in answered]
+        tried = {(row.request_id, row.recipient): row for row in attempts}
+        unanswered = [  # a row the error came before counts the try all the same
+            tried.get((row.request_id, row.recipient)) or replace(row, tries=row.tries + 1)
+            for row in unit
+            if (row.request_id, row.recipient) not in answered
+        ]
         now = self._clock()
         reason = f"unexpected error before sending: {type(exc).__name__}: {exc}"
-        delivery.outcomes += [self._retry_or_fail(row, reason, None, None, now, lease_until) for row in unanswered]
+        delivery.outcomes += [self._retry_or_fail(row, reason, None, None, now) for row in unanswered]
         logger().exception(
             "a call of the sender run ended with an unexpected error; its rows without an answer are retried",
             extra={
                 "request_ids": sorted({row.request_id for row in unit}),
                 "rows": len(unit),
-                "claimed": len(claimed),
                 "answered": len(answered),
             },
         )
 
-    def _send(self, rows: list[OutboxRow], lease_until: datetime, delivery: _Delivery) -> None:
+    def _send(self, rows: list[OutboxRow], leases: Mapping[int, _ShardLease], delivery: _Delivery) -> None:
         """Sends one call and adds its outcomes to ``delivery`` as they become known."""
+        if not self._may_call(rows, leases, delivery):
+            return
         first = rows[0]
-        message = MailMessage(
-            sender=first.sender,
-            subject=first.subject,
-            text=first.text or None,
-            html=first.html,
-            reply_to=(first.reply_to,) if first.reply_to else (),
-            headers=first.headers,
-            categories=(first.category,) if first.category else (),
-            custom_args={"request_id": first.request_id, "kind": first.kind.value},
-        )
         try:
-            receipt = self._mailer.send(message, [self._personalization(row) for row in rows])
+            message, personalizations = self._compose(rows)
+            receipt = self._mailer.send(message, personalizations)
         except RetryableSendError as exc:
             delivery.calls += 1
             self._note_pause(exc)
             now = self._clock()
-            delivery.outcomes += [
-                self._retry_or_fail(row, str(exc), exc.status, exc.retry_after, now, lease_until) for row in rows
-            ]
+            delivery.outcomes += [self._retry_or_fail(row, str(exc), exc.status, exc.retry_after, now) for row in rows]
             return
         except PermanentSendError as exc:
             delivery.calls += 1
-            if len(rows) > 1:
-                for row in rows:  # one bad recipient must not sink the others: send them one by one
-                    self._send([row], lease_until, delivery)
+            if len(rows) > 1:  # one bad recipient must not sink the others
+                half = (len(rows) + 1) // 2
+                parts = [[row] for row in rows] if len(rows) <= SPLIT_ONE_BY_ONE else [rows[:half], rows[half:]]
+                for part in parts:
+                    self._send(part, leases, delivery)
                 return
             now = self._clock()
-            failed = first.failed(str(exc), exc.status, now, self._settings.retention)
-            delivery.outcomes.append(_Outcome(failed, lease_until, "failed"))
+            delivery.outcomes.append(
+                _Outcome(first.failed(str(exc), exc.status, now, self._settings.retention), "failed")
+            )
             return
         except ValueError as exc:  # the payload could not be built: nothing to retry
             now = self._clock()
             delivery.outcomes += [
-                _Outcome(r.failed(str(exc), None, now, self._settings.retention), lease_until, "failed") for r in rows
+                _Outcome(r.failed(str(exc), None, now, self._settings.retention), "failed") for r in rows
             ]
             return
         delivery.calls += 1
         now = self._clock()
         delivery.outcomes += [
-            _Outcome(row.sent(receipt.message_id, now, self._settings.retention), lease_until, "sent") for row in rows
+            _Outcome(row.sent(receipt.message_id, now, self._settings.retention), "sent") for row in rows
         ]
 
-    def _personalization(self, row: OutboxRow) -> Personalization:
+    def _compose(self, rows: list[OutboxRow]) -> tuple[MailMessage, list[Personalization]]:
+        """One call's message and personalizations: shared content when the rows are identical, else
+        content tags the personalizations fill in with their own subject, text and HTML."""
+        first = rows[0]
+        common: dict[str, Any] = {
+            "sender": first.sender,
+            "subject": first.subject,
+            "reply_to": (first.reply_to,) if first.reply_to else (),
+            "headers": first.headers,
+            "categories": (first.category,) if first.category else (),
+            "custom_args": {"request_id": first.request_id, "kind": first.kind.value},
+        }
+        if len({row.content_hash for row in rows}) == 1:
+            message = MailMessage(text=first.text or None, html=first.html, **common)
+            return message, [self._personalization(row) for row in rows]
+        text_tag, html_tag = _tags(rows)
+        message = MailMessage(text=text_tag if first.text else None, html=html_tag if first.html else None, **common)
+        return message, [
+            self._personalization(row, subject=row.subject, substitutions=_substitutions(row, text_tag, html_tag))
+            for row in rows
+        ]
+
+    def _personalization(
+        self, row: OutboxRow, *, subject: str | None = None, substitutions: Mapping[str, str] | None = None
+    ) -> Personalization:
         headers: Mapping[str, str] = {}
         if row.kind is RowKind.BULK and self._unsubscribe is not None:
             headers = self._unsubscribe.headers(row.to.email, row.request_id)
@@ -402,21 +664,17 @@ class Sender:
             to=(Address(row.to.email, display_name(row.to.name)),),
             headers=headers,
             custom_args={"recipient": row.recipient},
+            subject=subject,
+            substitutions=substitutions or {},
         )
 
     def _retry_or_fail(
-        self,
-        row: OutboxRow,
-        error: str,
-        status: int | None,
-        retry_after: float | None,
-        now: datetime,
-        lease_until: datetime,
+        self, row: OutboxRow, error: str, status: int | None, retry_after: float | None, now: datetime
     ) -> _Outcome:
         settings = self._settings
         if row.tries >= settings.max_tries:
             reason = f"gave up after {row.tries} tries; last: {error}"
-            return _Outcome(row.failed(reason, status, now, settings.retention), lease_until, "failed")
+            return _Outcome(row.failed(reason, status, now, settings.retention), "failed")
         delay = backoff_seconds(
             row.tries,
             settings.backoff_base_seconds,
@@ -424,7 +682,17 @@ class Sender:
             retry_after,
             settings.max_retry_after_seconds,
         )
-        return _Outcome(row.retry_at(now + timedelta(seconds=delay), error, status), lease_until, "retried")
+        return _Outcome(row.retry_at(now + timedelta(seconds=delay), error, status), "retried")
+
+    def _wait_out_pause(self) -> bool:
+        with self._lock:
+            pause = self._pause_until - time.monotonic()
+        if pause <= 0:
+            return True
+        if self._remaining() / 1000.0 - pause <= self._settings.time_margin_seconds:
+            return False
+        self._sleep(pause)
+        return True
 
     def _note_pause(self, exc: RetryableSendError) -> None:
         if exc.status != 429:
@@ -450,67 +718,22 @@ class Sender:
             return f"the message request is {status.value}"
         return ""
 
-    # ------------------------------------------------------------------ outcomes (main thread)
-    def _collect(self, done: set[Future[_Delivery]], report: SendReport) -> None:
-        """Takes in the outcomes of every finished call (all of them before anything can raise) and
-        writes them when a batch is full or old enough. The first error of a call stops the run."""
-        for future in [f for f in done if f.done()]:
-            self._in_flight.discard(future)
-            if future.cancelled():
-                continue
-            failure = future.exception()
-            delivery = future.result() if failure is None else _Delivery(error=failure)
-            report.claimed += delivery.claimed
-            report.lost_claims += delivery.lost
-            report.calls += delivery.calls
-            if delivery.outcomes and not self._buffer:
-                self._buffer_since = time.monotonic()
-            self._buffer += delivery.outcomes
-            if delivery.error is not None and self._error is None:
-                self._error = delivery.error
-                report.stopped = "error"
-                self._stop.set()
-        self._flush(report)
-
-    def _flush(self, report: SendReport, *, force: bool = False) -> None:
-        if not self._buffer:
-            return
-        if (
-            not force
-            and len(self._buffer) < BATCH_WRITE_LIMIT
-            and time.monotonic() - self._buffer_since < FLUSH_AFTER_SECONDS
-        ):
-            return
-        outcomes, self._buffer = self._buffer, []
+    # ------------------------------------------------------------------ request progress
+    def _flush_progress(self, report: SendReport, *, force: bool = False) -> None:
+        """Bumps the requests' progress counters (one write per request) and finishes those that look done."""
+        with self._lock:
+            if not self._progress or (not force and time.monotonic() - self._progress_since < FLUSH_AFTER_SECONDS):
+                return
+            progress, self._progress = self._progress, {}
         now = self._clock()
-        guard = timedelta(seconds=max(10.0, self._settings.sendgrid.timeout_seconds))
-        safe = [o for o in outcomes if o.lease_until - now > guard]
-        tight = [o for o in outcomes if o.lease_until - now <= guard]
-        self._outbox.put_batch([o.row for o in safe])
-        written = list(safe)
-        for outcome in tight:
-            try:
-                self._outbox.record_guarded(outcome.row, self.run_id)
-            except ConditionFailed:
-                report.lost_leases += 1
-                logger().error(
-                    "an outcome came after the row's lease ran out and another run took the row",
-                    extra={"request_id": outcome.row.request_id, "recipient": outcome.row.recipient},
-                )
-                continue
-            written.append(outcome)
-        progress: dict[str, list[int]] = {}
-        for outcome in written:
-            setattr(report, outcome.counted, getattr(report, outcome.counted) + 1)
-            if outcome.row.kind is RowKind.BULK and outcome.counted in ("sent", "failed"):
-                counts = progress.setdefault(outcome.row.request_id, [0, 0])
-                counts[0 if outcome.counted == "sent" else 1] += 1
         for request_id, (sent, failed) in progress.items():
             state = self._requests.add_progress(request_id, sent, failed, now)
             if state.looks_done:
                 finished = self._completion.try_finish(request_id, now)
                 if finished is not None:
-                    report.finished.append(request_id)
+                    with self._lock:
+                        report.finished.append(request_id)
+                        self._notice_queued = self._notice_queued or finished is not RequestStatus.SENT
 
     # ------------------------------------------------------------------ completion sweep
     def _sweep(self, report: SendReport) -> bool:
@@ -533,3 +756,17 @@ class Sender:
                 check.request_id, now + timedelta(seconds=self._settings.finish_check_seconds)
             )
         return queued_notice
+
+
+def _tags(rows: Sequence[OutboxRow]) -> tuple[str, str]:
+    """A text tag and an HTML tag for one call, found in none of its rows' subject or content."""
+    while True:
+        token = secrets.token_hex(8)
+        text_tag, html_tag = TEXT_TAG.format(token), HTML_TAG.format(token)
+        if not any(
+            tag in part
+            for row in rows
+            for part in (row.subject, row.text, row.html or "")
+            for tag in (text_tag, html_tag)
+        ):
+            return text_tag, html_tag

@@ -60,15 +60,17 @@ class SenderSettings:
     tables: TableNames
     sendgrid: SendGridSettings
     concurrency: int  # SendGrid calls in flight at once
-    lease: timedelta  # how long a claimed row is ours; it is due again after that (crash recovery)
+    lease: timedelta  # how long a shard lease lasts from its last renewal (a crashed run's shard is free after)
     time_margin_seconds: float  # stop claiming when the Lambda has less time left than this
     max_tries: int  # a row fails for good after this many tries
     backoff_base_seconds: float  # first retry after about this long, doubling each try
     backoff_max_seconds: float
     max_retry_after_seconds: float  # a provider's Retry-After is honoured up to this
-    batch_identical: bool  # rows with identical content share one call (one personalization each)
+    batch_identical: bool  # rows may share one call (one personalization each); false: a call per row
+    batch_personalized: bool  # ... also rows whose subject and content differ (through substitutions)
     max_personalizations: int
-    wave_size: int  # due rows read per query round
+    wave_size: int  # due rows of one shard read per query (a wave), at most 1,000
+    shard_parallelism: int  # shards a run works on at once (each under its own lease)
     max_rows_per_run: int  # 0: no limit but time
     finish_check_seconds: float  # how often an expanded request with open rows is checked
     stale_progress_seconds: float  # counters not moving this long: recount the rows to be sure
@@ -90,7 +92,7 @@ class SenderSettings:
             site=SiteSettings.from_env(env),
             tables=TableNames.from_env(env),
             sendgrid=sendgrid,
-            concurrency=read.integer("SEND_CONCURRENCY", 8, minimum=1),
+            concurrency=read.integer("SEND_CONCURRENCY", 16, minimum=1),
             lease=timedelta(seconds=lease),
             time_margin_seconds=margin,
             max_tries=read.integer("SEND_MAX_TRIES", 8, minimum=1),
@@ -98,8 +100,10 @@ class SenderSettings:
             backoff_max_seconds=read.number("SEND_BACKOFF_MAX_SECONDS", 3600.0),
             max_retry_after_seconds=read.number("SEND_MAX_RETRY_AFTER_SECONDS", 3600.0),
             batch_identical=read.flag("SEND_BATCH_IDENTICAL", True),
+            batch_personalized=read.flag("SEND_BATCH_PERSONALIZED", True),
             max_personalizations=min(1000, read.integer("SEND_MAX_PERSONALIZATIONS", 1000, minimum=1)),
-            wave_size=read.integer("SEND_WAVE_SIZE", 500, minimum=1),
+            wave_size=min(1000, read.integer("SEND_WAVE_SIZE", 1000, minimum=1)),
+            shard_parallelism=min(8, read.integer("SEND_SHARD_PARALLELISM", 4, minimum=1)),
             max_rows_per_run=read.integer("SEND_MAX_ROWS_PER_RUN", 0, minimum=0),
             finish_check_seconds=read.number("FINISH_CHECK_SECONDS", 300.0),
             stale_progress_seconds=read.number("STALE_PROGRESS_SECONDS", 900.0),

@@ -11,9 +11,16 @@ the failure notice to the creator). The sparse ``due`` index holds only rows sti
   become due again by themselves. Sent, failed and cancelled rows drop ``due_shard``/``due_key`` and get
   ``expires_at`` (DynamoDB TTL) for retention; the request keeps the counts.
 
+Shard leases: a sender run that sends the due rows of a shard first takes the shard's lease, one item
+of this table (``request_id`` = ``"#lease"``, ``recipient`` = ``"shard#<n>"``, with ``lease_owner`` and
+``lease_until``; it has no ``due_shard`` so it never appears in the due index). Taking it is one
+conditional write that succeeds only if nobody holds it, its lease ran out, or the taker already holds it;
+renewing it is conditional on still holding it. While a run holds a shard, the due rows of that shard are
+its own: no per-row claim.
+
 Write economy: new rows go out with BatchWriteItem (25 a request, ``UnprocessedItems`` retried with
-back-off); outcomes are written the same way while the writer holds the rows' lease (nobody else may
-write a leased row); a claim is one conditional UpdateItem.
+back-off); outcomes are written the same way by the run holding the rows' shard lease (nobody else may
+write them meanwhile).
 """
 
 from __future__ import annotations
@@ -38,9 +45,10 @@ from pynamodb.models import Model
 
 from espmail.domain.mail import Address
 from espmail.domain.outbox import OutboxRow, RowKind, RowStatus, priority_band
-from espmail.errors import ConditionFailed, EspMailError
+from espmail.errors import EspMailError
 
 BATCH_WRITE_LIMIT = 25
+LEASE_PARTITION = "#lease"  # the shard leases' partition in the outbox table (never a request id: ULIDs)
 BATCH_GET_LIMIT = 100
 MAX_UNPROCESSED_ROUNDS = 8
 _TIME = UTCDateTimeAttribute()
@@ -50,6 +58,10 @@ def timestamp(moment: datetime) -> str:
     """The sortable text form of a time, as UTCDateTimeAttribute stores it."""
     text: str = _TIME.serialize(moment)  # type: ignore[no-untyped-call]
     return text
+
+
+def shard_lease_key(shard: int) -> str:
+    return f"shard#{shard}"
 
 
 def due_key(priority: int, next_attempt_at: datetime) -> str:
@@ -254,8 +266,12 @@ class OutboxRepository:
 
     # ------------------------------------------------------------------ sending
     def due(self, shard: int, now: datetime, limit: int, max_evaluated: int) -> list[OutboxRow]:
-        """Due rows of one shard, best band first, then oldest. Rows of earlier bands that are not yet due
-        (in back-off, or leased) are read and filtered out, up to ``max_evaluated`` items."""
+        """Due rows of one shard, best band first, then oldest (see ``due_wave``)."""
+        return self.due_wave(shard, now, limit, max_evaluated)[0]
+
+    def due_wave(self, shard: int, now: datetime, limit: int, max_evaluated: int) -> tuple[list[OutboxRow], bool]:
+        """Due rows of one shard, best band first, then oldest, and whether more may be due. Rows of earlier
+        bands that are not yet due (in back-off) are read and filtered out, up to ``max_evaluated`` items."""
         upper = f"9#{timestamp(now)}"
         results = OutboxItem.due.query(
             str(shard),
@@ -264,47 +280,55 @@ class OutboxRepository:
             page_size=min(max_evaluated, max(limit, 100)),
         )
         rows: list[OutboxRow] = []
+        more = False
         for page in results.page_iter:
             rows.extend(to_row(OutboxItem.from_raw_data(raw)) for raw in page.get("Items", []))
+            more = bool(page.get("LastEvaluatedKey"))
             if len(rows) >= limit or results.page_iter.total_scanned_count >= max_evaluated:
                 break
-        return rows[:limit]
+        return rows[:limit], more or len(rows) > limit
 
-    def claim(self, row: OutboxRow, owner: str, now: datetime, lease_until: datetime) -> OutboxRow | None:
-        """Leases a due row: status ``sending``, due again at the lease expiry, one more try. None if
-        another run got it first or it is no longer due (sent, failed, cancelled, leased)."""
-        item = OutboxItem(row.request_id, row.recipient)
+    # ------------------------------------------------------------------ shard leases
+    def take_shard(self, shard: int, owner: str, now: datetime, until: datetime, *, renew: bool = False) -> bool:
+        """Takes (or renews) the lease on one shard of the due index until ``until``: one conditional write.
+        Taking succeeds if nobody holds the shard, its lease ran out before ``now``, or ``owner`` holds it;
+        renewing only if ``owner`` still holds it. False when another run holds it (or took it over)."""
+        held_by_owner = OutboxItem.lease_owner == owner
+        condition = (
+            held_by_owner
+            if renew
+            else OutboxItem.lease_owner.does_not_exist() | (OutboxItem.lease_until < now) | held_by_owner
+        )
+        return self._lease_write(
+            shard, [OutboxItem.lease_owner.set(owner), OutboxItem.lease_until.set(until)], condition
+        )
+
+    def release_shard(self, shard: int, owner: str) -> bool:
+        """Gives the shard back (the next run need not wait for the lease to run out); False if ``owner``
+        no longer held it."""
+        return self._lease_write(
+            shard, [OutboxItem.lease_owner.remove(), OutboxItem.lease_until.remove()], OutboxItem.lease_owner == owner
+        )
+
+    def shard_lease(self, shard: int) -> tuple[str, datetime | None]:
+        """Who holds a shard and until when ("" and None: nobody)."""
+        try:
+            item = OutboxItem.get(LEASE_PARTITION, shard_lease_key(shard), consistent_read=True)
+        except OutboxItem.DoesNotExist:
+            return "", None
+        return item.lease_owner or "", item.lease_until
+
+    def _lease_write(self, shard: int, actions: list[Any], condition: Any) -> bool:
         self.write_requests += 1
         try:
-            item.update(
-                actions=[
-                    OutboxItem.status.set(RowStatus.SENDING.value),
-                    OutboxItem.lease_owner.set(owner),
-                    OutboxItem.lease_until.set(lease_until),
-                    OutboxItem.next_attempt_at.set(lease_until),
-                    OutboxItem.due_key.set(due_key(row.priority, lease_until)),
-                    OutboxItem.tries.add(1),
-                ],
-                condition=OutboxItem.due_shard.exists() & (OutboxItem.next_attempt_at <= now),
+            OutboxItem._get_connection().update_item(
+                LEASE_PARTITION, shard_lease_key(shard), actions=actions, condition=condition
             )
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
-                return None
+                return False
             raise
-        return to_row(item)
-
-    def record_guarded(self, row: OutboxRow, owner: str) -> None:
-        """Writes an outcome only if ``owner`` still holds the row's lease (for rows whose lease is about
-        to run out); raises ``ConditionFailed`` if it does not."""
-        self.write_requests += 1
-        try:
-            to_item(row).save(condition=OutboxItem.lease_owner == owner)
-        except PynamoDBException as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                raise ConditionFailed(
-                    f"outbox row {row.request_id}/{row.recipient} is no longer leased by {owner}"
-                ) from exc
-            raise
+        return True
 
     # ------------------------------------------------------------------ per request
     def rows_of(self, request_id: str, *, prefix: str | None = None) -> Iterator[OutboxRow]:

@@ -29,6 +29,7 @@ from espmail.settings import DEFAULT_SENDGRID_HOST
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
+MAX_SUBSTITUTION_BYTES = 10_000  # per personalization, all tags and values together
 # Headers SendGrid refuses in ``headers``: they are set through the structured fields instead.
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -83,6 +84,12 @@ def attachment_json(attachment: Attachment) -> dict[str, str]:
     return out
 
 
+def substitutions_size(substitutions: Mapping[str, str]) -> int:
+    """The size SendGrid's 10,000-byte limit on one personalization's substitutions is measured against
+    here: compact UTF-8 JSON of tags and values (never less than their bytes alone)."""
+    return len(json.dumps(substitutions, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
 def build_payload(message: MailMessage, personalizations: Sequence[Personalization]) -> dict[str, Any]:
     """SendGrid's ``/v3/mail/send`` body for one message and up to 1,000 personalizations."""
     if not personalizations:
@@ -101,6 +108,11 @@ def build_payload(message: MailMessage, personalizations: Sequence[Personalizati
             entry["headers"] = headers
         if p.custom_args:
             entry["custom_args"] = {k: str(v) for k, v in p.custom_args.items()}
+        if p.substitutions:
+            substitutions = {str(k): str(v) for k, v in p.substitutions.items()}
+            if substitutions_size(substitutions) > MAX_SUBSTITUTION_BYTES:
+                raise ValueError(f"substitutions over {MAX_SUBSTITUTION_BYTES} bytes in one personalization")
+            entry["substitutions"] = substitutions
         out_personalizations.append(entry)
     content = []
     if message.text:
