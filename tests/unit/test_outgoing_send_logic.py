@@ -3,6 +3,7 @@ events it accepts, and signed unsubscribe links."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,8 +15,9 @@ from espmail.domain.mail import Address
 from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
 from espmail.errors import InvalidInput
 from espmail.outgoing.schedule import parse_scheduled_event
-from espmail.outgoing.send import backoff_seconds, display_name, plan_calls
+from espmail.outgoing.send import backoff_seconds, display_name, plan_calls, substitution_bytes
 from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key
+from espmail.transport.sendgrid_mailer import MAX_SUBSTITUTION_BYTES
 from tests.conftest import corpus_event
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -127,3 +129,45 @@ def test_unsubscribe_links_are_signed_per_recipient_and_request() -> None:
     other_key = UnsubscribeLinks("https://esp.example.org/unsubscribe", signing_key("SG.rotated"))
     assert other_key.verify(query) is None
     assert links.link("b@example.org", "01JREQ") != links.link("c@example.org", "01JREQ")
+
+
+def personalised(
+    recipient: str, text: str, *, request_id: str = "r1", sender: str = "splash@esp.example.org"
+) -> OutboxRow:
+    return replace(
+        row(request_id, recipient, f"hash-{recipient}"),
+        sender=Address(sender),
+        subject=f"Hi {recipient}",
+        text=text,
+    )
+
+
+def test_personalised_rows_of_one_request_share_a_call_and_a_row_over_the_substitution_limit_goes_alone() -> None:
+    big = "x" * MAX_SUBSTITUTION_BYTES
+    rows = [
+        personalised("a", "Hello a"),
+        personalised("b", big),
+        personalised("c", "Hello c"),
+        personalised("d", "Hello d", sender="other@esp.example.org"),
+        personalised("e", "Hello e", request_id="r2"),
+        row("r1", "f", "X"),
+        row("r1", "g", "X"),
+        personalised("h", "Hello h"),
+    ]
+    calls = plan_calls(rows, True, 1000, batch_personalized=True)
+    assert [[r.recipient for r in call] for call in calls] == [["a", "c", "h"], ["b"], ["d"], ["e"], ["f", "g"]]
+    assert substitution_bytes(rows[1]) > MAX_SUBSTITUTION_BYTES
+    assert substitution_bytes(rows[0]) < 100
+    # Without it, or without batching at all, personalised rows go one call each.
+    assert len(plan_calls(rows, True, 1000)) == 7
+    assert len(plan_calls(rows, False, 1000, batch_personalized=True)) == 8
+
+
+def test_substituted_calls_stay_within_the_personalization_count_and_the_call_size() -> None:
+    rows = [personalised(f"p{n}", f"Hello {n} " + "y" * 900) for n in range(25)]
+    assert [len(c) for c in plan_calls(rows, True, 10, batch_personalized=True)] == [10, 10, 5]
+    assert [len(c) for c in plan_calls(rows, True, 1000, batch_personalized=True, max_call_bytes=20_000)] == [
+        10,
+        10,
+        5,
+    ]

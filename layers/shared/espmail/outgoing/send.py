@@ -264,7 +264,7 @@ class _ShardLease:
         self.lost = False
 
     def take(self, *, renew: bool) -> bool:
-        started = time.monotonic()
+        started = self._sender.monotonic()
         seconds = self._sender.lease_seconds
         now = self._sender.now()
         held = self._sender.outbox.take_shard(
@@ -277,7 +277,7 @@ class _ShardLease:
         return held
 
     def remaining(self) -> float:
-        return self._deadline - time.monotonic()
+        return self._deadline - self._sender.monotonic()
 
     def ensure(self, seconds: float) -> bool:
         with self._lock:
@@ -305,8 +305,10 @@ class Sender:
         clock: Clock = utc_now,
         run_id: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self.monotonic = monotonic  # how long a shard lease still holds is measured on this
         self.outbox = outbox
         self._requests = requests
         self._completion = completion
