@@ -15,7 +15,7 @@ from espmail.domain.mail import Address
 from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
 from espmail.errors import InvalidInput
 from espmail.outgoing.schedule import parse_scheduled_event
-from espmail.outgoing.send import backoff_seconds, display_name, plan_calls, substitution_bytes
+from espmail.outgoing.send import IDENTICAL_CALL_MIN, backoff_seconds, display_name, plan_calls, substitution_bytes
 from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key
 from espmail.transport.sendgrid_mailer import MAX_SUBSTITUTION_BYTES
 from tests.conftest import corpus_event
@@ -155,7 +155,11 @@ def test_personalised_rows_of_one_request_share_a_call_and_a_row_over_the_substi
         personalised("h", "Hello h"),
     ]
     calls = plan_calls(rows, True, 1000, batch_personalized=True)
-    assert [[r.recipient for r in call] for call in calls] == [["a", "c", "h"], ["b"], ["d"], ["e"], ["f", "g"]]
+    # f and g are alike, but two alike go with the others (substituted) rather than in a call of their own.
+    assert [[r.recipient for r in call] for call in calls] == [["a", "c", "f", "g", "h"], ["b"], ["d"], ["e"]]
+    many_alike = [row("r1", f"m{n}", "M") for n in range(IDENTICAL_CALL_MIN)]
+    calls = plan_calls([*rows, *many_alike], True, 1000, batch_personalized=True)
+    assert [len(call) for call in calls] == [5, 1, 1, 1, IDENTICAL_CALL_MIN]
     assert substitution_bytes(rows[1]) > MAX_SUBSTITUTION_BYTES
     assert substitution_bytes(rows[0]) < 100
     # Without it, or without batching at all, personalised rows go one call each.

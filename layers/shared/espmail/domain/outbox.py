@@ -1,7 +1,9 @@
 """Outbox rows: ESP's ``TextOfEmail``, one concrete message per recipient address of a request.
 
-A row's life: ``queued`` -> ``sending`` (claimed under a lease) -> ``sent`` | ``failed`` (| ``cancelled``).
-A ``sending`` row whose lease ran out is due again: that is how a crashed run's rows come back.
+A row's life: ``queued`` -> ``sent`` | ``failed`` (| ``cancelled``), sent by the sender run holding the lease
+on the row's shard of the due index (``storage.outbox``); a crashed run's rows stay ``queued`` and come back
+when its shard lease runs out. (``sending`` is what the per-row claims of earlier versions left: due again
+once that claim's lease ran out.)
 Recipient keys are derived from the address and the request id (``to#<24 hex>``), so a resumed expansion
 computes the same key for the same address, and no personal data is in the key (nor in ``custom_args``).
 """

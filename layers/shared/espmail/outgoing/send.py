@@ -88,6 +88,7 @@ CLOSED_REQUESTS = {RequestStatus.CANCELLED, RequestStatus.FAILED, RequestStatus.
 WRITE_SECONDS = 10.0  # a wave's outcomes are written only with at least this much of the shard lease left
 CLOCK_SKEW_SECONDS = 2.0  # a lease is taken as ending this much before the time written on it
 SPLIT_ONE_BY_ONE = 10  # a refused call of up to this many rows is sent again row by row, larger ones in halves
+IDENTICAL_CALL_MIN = 50  # rows alike in at least this number share content; fewer go in a substituted call
 MAX_CALL_BYTES = 20_000_000  # rendered content per call: well under SendGrid's 30 MB once in JSON
 TEXT_TAG = "-espmail-text-{}-"
 HTML_TAG = "-espmail-html-{}-"
@@ -224,8 +225,10 @@ def plan_calls(
     a call (one personalization each, up to ``max_personalizations``). With ``batch_personalized``, the
     other rows of one request that share sender, reply-to, headers and category share a call too, their
     subject and content per personalization (substitutions), as long as each row's substitutions stay within
-    SendGrid's limit and the call within ``max_call_bytes``; every other row is a call of its own. A call's
-    rows have one content hash exactly when they are identical."""
+    SendGrid's limit and the call within ``max_call_bytes``; every other row is a call of its own. Rows alike
+    in groups smaller than ``IDENTICAL_CALL_MIN`` go with the substituted ones (a class where first names
+    repeat would otherwise be a call per name). A call's rows have one content hash exactly when they are
+    identical."""
     if not batch_identical:
         return [[row] for row in rows]
     size = max(1, min(max_personalizations, MAX_PERSONALIZATIONS))
@@ -235,20 +238,20 @@ def plan_calls(
     calls: list[list[OutboxRow]] = []
     envelopes: dict[tuple[Any, ...], list[list[OutboxRow]]] = {}
     for group in groups.values():
-        row = group[0]
-        if len(group) > 1 or not batch_personalized or not _substitutable(row):
+        if not batch_personalized or len(group) >= IDENTICAL_CALL_MIN or not _substitutable(group[0]):
             calls += [group[i : i + size] for i in range(0, len(group), size)]
             continue
-        chunks = envelopes.get(_envelope(row))
-        if chunks is None:
-            chunks = envelopes[_envelope(row)] = [[]]
-            calls.append(chunks[0])
-        chunk = chunks[-1]
-        if len(chunk) >= size or sum(_call_bytes(r) for r in chunk) + _call_bytes(row) > max_call_bytes:
-            chunk = []
-            chunks.append(chunk)
-            calls.append(chunk)
-        chunk.append(row)
+        for row in group:  # a few rows alike go with the others of their request, each with its substitutions
+            chunks = envelopes.get(_envelope(row))
+            if chunks is None:
+                chunks = envelopes[_envelope(row)] = [[]]
+                calls.append(chunks[0])
+            chunk = chunks[-1]
+            if len(chunk) >= size or sum(_call_bytes(r) for r in chunk) + _call_bytes(row) > max_call_bytes:
+                chunk = []
+                chunks.append(chunk)
+                calls.append(chunk)
+            chunk.append(row)
     return calls
 
 

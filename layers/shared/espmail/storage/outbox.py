@@ -1,14 +1,15 @@
 """Outbox table: one item per (request, recipient address), ESP's ``TextOfEmail``.
 
 Keys: ``request_id`` (hash) + ``recipient`` (range: ``to#<24 hex>`` for a recipient, ``notice#<round>`` for
-the failure notice to the creator). The sparse ``due`` index holds only rows still to send (``queued``, or
-``sending`` under a lease):
+the failure notice to the creator). The sparse ``due`` index holds only rows still to send (``queued``; or
+``sending``, left by the per-row claims of earlier versions):
 
 - ``due_shard`` = ``"0"`` .. ``"7"`` (``DUE_SHARDS``), from a hash of the key, so concurrent workers can
   each take their own shards and no partition runs hot;
 - ``due_key`` = ``"<band>#<next attempt time>"``: band 0 is priority 9 (sent first), then by time, so
-  by age. A claim moves ``next_attempt_at`` (and ``due_key``) to the lease expiry: a crashed run's rows
-  become due again by themselves. Sent, failed and cancelled rows drop ``due_shard``/``due_key`` and get
+  by age. A retry moves ``next_attempt_at`` (and ``due_key``) to the end of its back-off; a crashed run's
+  rows were never moved, and are due again once its shard lease runs out. Sent, failed and cancelled rows
+  drop ``due_shard``/``due_key`` and get
   ``expires_at`` (DynamoDB TTL) for retention; the request keeps the counts.
 
 Shard leases: a sender run that sends the due rows of a shard first takes the shard's lease, one item
@@ -270,8 +271,10 @@ class OutboxRepository:
         return self.due_wave(shard, now, limit, max_evaluated)[0]
 
     def due_wave(self, shard: int, now: datetime, limit: int, max_evaluated: int) -> tuple[list[OutboxRow], bool]:
-        """Due rows of one shard, best band first, then oldest, and whether more may be due. Rows of earlier
-        bands that are not yet due (in back-off) are read and filtered out, up to ``max_evaluated`` items."""
+        """Due rows of one shard, best band first, then oldest, and whether more may be due: one Query page
+        (DynamoDB's 1 MB: fewer than ``limit`` rows when rows are large; the rest come in the next wave).
+        Only when a page holds no due row (rows of earlier bands in back-off are read and filtered out) is
+        the next page read, up to ``max_evaluated`` items."""
         upper = f"9#{timestamp(now)}"
         results = OutboxItem.due.query(
             str(shard),
@@ -284,7 +287,7 @@ class OutboxRepository:
         for page in results.page_iter:
             rows.extend(to_row(OutboxItem.from_raw_data(raw)) for raw in page.get("Items", []))
             more = bool(page.get("LastEvaluatedKey"))
-            if len(rows) >= limit or results.page_iter.total_scanned_count >= max_evaluated:
+            if rows or results.page_iter.total_scanned_count >= max_evaluated:
                 break
         return rows[:limit], more or len(rows) > limit
 
