@@ -81,7 +81,8 @@ def test_identical_content_batches_its_sendgrid_requests(smoke_results: dict[str
     identical = smoke_results["outgoing_identical"]["ours"]
     personalized = smoke_results["outgoing_personalized"]["ours"]
     assert identical["sendgrid_requests_per_1000"] == pytest.approx(1000 / RECIPIENTS)
-    assert personalized["sendgrid_requests_per_1000"] == 1000
+    # Personalised copies share calls too, through substitutions: the smoke's recipients in one call.
+    assert personalized["sendgrid_requests_per_1000"] == pytest.approx(1000 / RECIPIENTS)
 
 
 @pytest.mark.slow
