@@ -1,7 +1,7 @@
 """The shared package of ESP Mail: every Lambda function imports it from the shared layer (/opt/python).
 
 - ``settings``       one validated settings model per function, read from the environment once
-- ``observability``  Powertools logger, metrics and tracer, set up in one place
+- ``observability``  Powertools logger and metrics, set up in one place
 - ``errors``         the project's own exceptions
 - ``domain``         plain domain types (no storage, no transport)
 - ``storage``        PynamoDB models and repositories (table names bound at run time)

@@ -1,6 +1,6 @@
-"""Powertools Logger, Metrics and Tracer, set up in one place.
+"""Powertools Logger and Metrics, set up in one place.
 
-Constructed lazily on first use so importing a handler does no work and pulls in no tracing SDK until a
+Constructed lazily on first use so importing a handler does no work until a
 function actually runs. Service name and namespace come from POWERTOOLS_* variables set in the template.
 """
 
@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools import Logger, Metrics
 
 
 @cache
@@ -25,10 +25,3 @@ def metrics() -> Metrics:
     from aws_lambda_powertools import Metrics
 
     return Metrics(namespace="ESPMail", service="espmail")
-
-
-@cache
-def tracer() -> Tracer:
-    from aws_lambda_powertools import Tracer
-
-    return Tracer(service="espmail")

@@ -22,9 +22,6 @@ class RawMailStore:
         self.bucket = bucket
         self.prefix = prefix
 
-    def key_for(self, message_id: str) -> str:
-        return f"{self.prefix}{message_id}"
-
     def fetch(self, key: str) -> bytes:
         """The message's bytes; ``NotFound`` when it is gone (expired), retryable on transient errors."""
         try:
@@ -37,12 +34,6 @@ class RawMailStore:
             raise RetryableSendError(f"cannot read s3://{self.bucket}/{key}: {code}") from exc
         except BotoCoreError as exc:
             raise RetryableSendError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
-
-    def size(self, key: str) -> int:
-        try:
-            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except ClientError as exc:
-            raise NotFound(f"s3://{self.bucket}/{key} does not exist") from exc
 
     def store(self, key: str, raw: bytes) -> None:
         """What SES's S3 action does; used by the local stack and the replay command."""
