@@ -79,6 +79,19 @@ def child_main() -> None:
             _reply({"peak_rss_mb": high_water_mb(), "rss_mb": current_rss_mb(), **counter.snapshot().as_json()})
 
 
+def end_child(process: subprocess.Popen[str], *, wait_seconds: float) -> None:
+    """Ends a child that stops when its stdin closes: close it, wait, kill if it will not go."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=wait_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 class LambdaProcess:
     """One fresh interpreter running one function's handler; use as a context manager."""
 
@@ -119,15 +132,7 @@ class LambdaProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        end_child(process, wait_seconds=30)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
