@@ -3,6 +3,8 @@ and final rows leave the index."""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,3 +124,23 @@ def test_existing_rows_are_found_by_key_with_their_sequence(stack: Any) -> None:
     keys = [row(n).recipient for n in (0, 29)] + [row(99).recipient]
     found = outbox.existing("01JREQ", keys)
     assert {k: v.seq for k, v in found.items()} == {row(0).recipient: 0, row(29).recipient: 29}
+
+
+def test_a_tally_counts_every_status_across_pages_and_lists_the_failed(stack: Any) -> None:
+    tables(stack)
+    outbox = OutboxRepository()
+    bulky = secrets.token_hex(6_000)  # rows of ~6 KB packed: the query takes several 1 MB pages
+    rows = [replace(row(n), text=bulky) for n in range(400)]
+    retention = timedelta(days=90)
+    answered = [r.sent("sg", NOW, retention) for r in rows[:390]]
+    answered += [r.failed(f"550 no such user {r.seq}", 400, NOW, retention) for r in rows[390:393]]
+    answered += [r.cancelled("request cancelled", NOW, retention) for r in rows[393:395]]
+    outbox.put_batch(answered + rows[395:])  # the last five still queued
+    outbox.put_batch([replace(row(999), recipient="notice#1")])  # not a recipient: not counted
+
+    tally = outbox.tally("01JREQ")
+
+    assert (tally.sent, tally.failed, tally.cancelled, tally.queued, tally.sending) == (390, 3, 2, 5, 0)
+    assert sorted(tally.failures) == [(f"kid{n}@example.net", f"550 no such user {n}") for n in (390, 391, 392)]
+    outbox.put_batch([r.sent("sg", NOW, retention) for r in rows[395:]])
+    assert (outbox.tally("01JREQ").sent, outbox.tally("01JREQ").open) == (395, 0)
