@@ -19,6 +19,11 @@ mail backend is the real ``sendgrid`` client, one ``/v3/mail/send`` call per ema
 favour: ``EMAILTIMEOUT`` is 0 (ESP's default would add 1.5 s per email), the request's template variables
 are held in memory (ESP reads its ``MessageVars`` rows for every render), and recipients are resolved with
 this project's own batched reads.
+
+The bench runs the sending on a sample of the request (one sequential call per email makes 10,000 take
+over ten minutes), on tables as large as the whole request's: ``prefill`` writes, untimed, the rows the
+processing of the other recipients would have written (the same items, through BatchWriteItem), since
+what a DynamoDB request costs on the local stack grows with the table it reads.
 """
 
 from __future__ import annotations
@@ -166,9 +171,10 @@ class EspDbmail:
 
     def _render(self, text: str, user: User, request: Mapping[str, Any]) -> str:
         """``parseSmartText``: the template is compiled anew for every call, as ESP's ``Template(text)``."""
-        from jinja2.sandbox import SandboxedEnvironment
+        return str(self._template(text).render(self._context_for(user, request)))
 
-        context = {
+    def _context_for(self, user: User, request: Mapping[str, Any]) -> dict[str, Any]:
+        return {
             **self._context,
             "user": {
                 "first_name": user.first_name,
@@ -179,11 +185,60 @@ class EspDbmail:
             },
             "request": {"public_url": f"https://esp.example.org/email/{request['id']}"},
         }
-        return SandboxedEnvironment(autoescape=False).from_string(text).render(context)
+
+    def prefill(self, request_id: int, users: Iterable[User], *, first_id: int) -> int:
+        """The rows ``process`` would write for ``users`` (ids from ``first_id``), written in batches as
+        set-up, not as ESP writes them; returns how many emails. ``send_email_requests`` finds them unsent
+        after the rows ``process`` writes (lower ids come first in the scan)."""
+        request = self._request(request_id)
+        subject = self._template(str(request["subject"]))
+        body = self._template(str(request["msgtext"]))
+        rows: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        text_id = first_id
+        for user in dict.fromkeys(users):
+            context = self._context_for(user, request)
+            for name, email in sendto_self(user):
+                rows.append(
+                    self._text_of_email(text_id, name, email, request, subject.render(context), body.render(context))
+                )
+                links.append({"textofemail_id": text_id, "target": user.username, "msgreq": request_id})
+                text_id += 1
+        for table, items in ((self.tables.text_of_email, rows), (self.tables.email_request, links)):
+            for start in range(0, len(items), 25):
+                pending = [{"PutRequest": {"Item": _typed(item)}} for item in items[start : start + 25]]
+                while pending:
+                    answer = self._db.batch_write_item(RequestItems={table: pending})
+                    pending = answer.get("UnprocessedItems", {}).get(table, [])
+        return len(rows)
+
+    def _request(self, request_id: int) -> dict[str, Any]:
+        item = self._db.get_item(
+            TableName=self.tables.message_requests, Key={"id": {"N": str(request_id)}}, ConsistentRead=True
+        )["Item"]
+        return _plain(item)
+
+    @staticmethod
+    def _template(text: str) -> Any:
+        from jinja2.sandbox import SandboxedEnvironment
+
+        return SandboxedEnvironment(autoescape=False).from_string(text)
+
+    def _text_of_email(
+        self, text_id: int, name: str, email: str, request: Mapping[str, Any], subject: str, msgtext: str
+    ) -> dict[str, Any]:
+        return {
+            "id": text_id,
+            "send_to": _address(name, email),
+            "send_from": str(request["sender"]),
+            "subject": subject,
+            "msgtext": msgtext,
+            "created_at": request["created_at"],
+            "tries": 0,
+        }
 
     def process(self, request: Mapping[str, Any]) -> None:
         request_id = int(request["id"])
-        send_from = str(request["sender"])
         users = list(dict.fromkeys(self._recipients[request_id]()))  # .distinct()
         for user in users:
             subject = self._render(str(request["subject"]), user, request)
@@ -192,17 +247,7 @@ class EspDbmail:
                 text_id = self._id(self.tables.text_of_email)
                 self._db.put_item(
                     TableName=self.tables.text_of_email,
-                    Item=_typed(
-                        {
-                            "id": text_id,
-                            "send_to": _address(name, email),
-                            "send_from": send_from,
-                            "subject": subject,
-                            "msgtext": msgtext,
-                            "created_at": request["created_at"],
-                            "tries": 0,
-                        }
-                    ),
+                    Item=_typed(self._text_of_email(text_id, name, email, request, subject, msgtext)),
                 )
                 self._db.put_item(
                     TableName=self.tables.email_request,
@@ -236,11 +281,16 @@ class EspDbmail:
                 if found >= limit:
                     return
 
-    def send_email_requests(self) -> int:
+    def send_email_requests(self, limit: int | None = None) -> int:
+        """Sends what is unsent; with ``limit``, stops after that many emails (the bench's sample)."""
         count = self.count_unsent()
         sent = 0
+        tried = 0
         for _ in range(math.ceil(count / BATCH_SIZE)):
             for mailtxt in list(self.unsent(BATCH_SIZE)):
+                if limit is not None and tried >= limit:
+                    break
+                tried += 1
                 error = self.send(mailtxt)
                 if error is None:
                     sent += 1
@@ -248,6 +298,8 @@ class EspDbmail:
                     self.stats.errors.append(f"{mailtxt['send_to']}: {error}")
                 if self.email_timeout:
                     time.sleep(self.email_timeout)
+            if limit is not None and tried >= limit:
+                break
         self.stats.emails_sent += sent
         return sent
 
