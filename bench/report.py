@@ -60,6 +60,17 @@ def judge(results: Mapping[str, Any]) -> list[Verdict]:
             f"short by {20 - (speedup or 0):.1f}x",
         )
     )
+    send_speedup = _get(results, "outgoing_personalized", "send_speedup")
+    verdicts.append(
+        _verdict(
+            "  the same, sending phase alone",
+            ">= 20x the baseline's sending emails/s",
+            send_speedup,
+            lambda v: v >= 20,
+            lambda v: f"{v:.1f}x",
+            f"short by {20 - (send_speedup or 0):.1f}x",
+        )
+    )
     per_1000 = _get(results, "outgoing_identical", "ours", "sendgrid_requests_per_1000")
     verdicts.append(
         _verdict(
