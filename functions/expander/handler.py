@@ -9,12 +9,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from espmail.outgoing.settings import ExpanderSettings, SettingsCache
+    from espmail.outgoing.settings import ExpanderSettings
+    from espmail.settings import SettingsCache
 
 
 @cache
 def _cached_settings() -> SettingsCache[ExpanderSettings]:
-    from espmail.outgoing.settings import ExpanderSettings, SettingsCache
+    from espmail.outgoing.settings import ExpanderSettings
+    from espmail.settings import SettingsCache
 
     return SettingsCache(ExpanderSettings.from_env)
 

@@ -9,12 +9,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from espmail.outgoing.settings import SenderSettings, SettingsCache
+    from espmail.outgoing.settings import SenderSettings
+    from espmail.settings import SettingsCache
 
 
 @cache
 def _cached_settings() -> SettingsCache[SenderSettings]:
-    from espmail.outgoing.settings import SenderSettings, SettingsCache
+    from espmail.outgoing.settings import SenderSettings
+    from espmail.settings import SettingsCache
 
     return SettingsCache(SenderSettings.from_env)
 

@@ -6,18 +6,16 @@ function's environment when needed (and tests can shorten back-offs and leases).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, Self, TypeVar
+from typing import Self
 
 from espmail.errors import ConfigurationError
 from espmail.settings import EnvReader, SendGridSettings, SiteSettings, TableNames
 
 BULK_CATEGORY = "espmail-bulk"
 NOTICE_CATEGORY = "espmail-notice"
-
-Built = TypeVar("Built")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,43 +109,3 @@ class SenderSettings:
             category=read.text("BULK_CATEGORY", BULK_CATEGORY),
             notice_category=read.text("NOTICE_CATEGORY", NOTICE_CATEGORY),
         )
-
-
-class _ReadRecorder(Mapping[str, str]):
-    """An environment that remembers every variable looked up in it, and what it held (None: unset)."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.read: dict[str, str | None] = {}
-
-    def __getitem__(self, name: str) -> str:
-        value = self._env.get(name)
-        self.read[name] = value
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-
-class SettingsCache(Generic[Built]):
-    """Settings built from the environment on first use and kept for the life of the process; built again
-    only when a variable they read has changed. Keying on the whole environment would never hit in Lambda,
-    which sets some variables (``_X_AMZN_TRACE_ID``) anew for every invocation."""
-
-    def __init__(self, build: Callable[[Mapping[str, str]], Built]) -> None:
-        self._build = build
-        self._kept: tuple[tuple[tuple[str, str | None], ...], Built] | None = None
-
-    def get(self, env: Mapping[str, str]) -> Built:
-        kept = self._kept
-        if kept is not None and all(env.get(name) == value for name, value in kept[0]):
-            return kept[1]
-        recorder = _ReadRecorder(env)
-        built = self._build(recorder)
-        self._kept = (tuple(recorder.read.items()), built)
-        return built
