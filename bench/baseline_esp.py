@@ -87,6 +87,26 @@ def _address(name: str, email: str) -> str:
     return f'"{name}" <{email}>' if name else email
 
 
+def _text_of_email(
+    text_id: int, name: str, email: str, request: Mapping[str, Any], subject: str, msgtext: str
+) -> dict[str, Any]:
+    """The ``TextOfEmail`` row of one rendered email, unsent."""
+    return {
+        "id": text_id,
+        "send_to": _address(name, email),
+        "send_from": str(request["sender"]),
+        "subject": subject,
+        "msgtext": msgtext,
+        "created_at": request["created_at"],
+        "tries": 0,
+    }
+
+
+def _email_request(text_id: int, username: str, request_id: int) -> dict[str, Any]:
+    """The ``EmailRequest`` row linking an email to its user and request."""
+    return {"textofemail_id": text_id, "target": username, "msgreq": request_id}
+
+
 def sendto_self(user: User) -> list[tuple[str, str]]:
     """ESP's default ``sendto`` function: the user's own address."""
     return [(user.name, user.email)]
@@ -200,9 +220,9 @@ class EspDbmail:
             context = self._context_for(user, request)
             for name, email in sendto_self(user):
                 rows.append(
-                    self._text_of_email(text_id, name, email, request, subject.render(context), body.render(context))
+                    _text_of_email(text_id, name, email, request, subject.render(context), body.render(context))
                 )
-                links.append({"textofemail_id": text_id, "target": user.username, "msgreq": request_id})
+                links.append(_email_request(text_id, user.username, request_id))
                 text_id += 1
         for table, items in ((self.tables.text_of_email, rows), (self.tables.email_request, links)):
             for start in range(0, len(items), 25):
@@ -224,19 +244,6 @@ class EspDbmail:
 
         return SandboxedEnvironment(autoescape=False).from_string(text)
 
-    def _text_of_email(
-        self, text_id: int, name: str, email: str, request: Mapping[str, Any], subject: str, msgtext: str
-    ) -> dict[str, Any]:
-        return {
-            "id": text_id,
-            "send_to": _address(name, email),
-            "send_from": str(request["sender"]),
-            "subject": subject,
-            "msgtext": msgtext,
-            "created_at": request["created_at"],
-            "tries": 0,
-        }
-
     def process(self, request: Mapping[str, Any]) -> None:
         request_id = int(request["id"])
         users = list(dict.fromkeys(self._recipients[request_id]()))  # .distinct()
@@ -247,11 +254,11 @@ class EspDbmail:
                 text_id = self._id(self.tables.text_of_email)
                 self._db.put_item(
                     TableName=self.tables.text_of_email,
-                    Item=_typed(self._text_of_email(text_id, name, email, request, subject, msgtext)),
+                    Item=_typed(_text_of_email(text_id, name, email, request, subject, msgtext)),
                 )
                 self._db.put_item(
                     TableName=self.tables.email_request,
-                    Item=_typed({"textofemail_id": text_id, "target": user.username, "msgreq": request_id}),
+                    Item=_typed(_email_request(text_id, user.username, request_id)),
                 )
                 self.stats.emails_created += 1
         self._db.put_item(TableName=self.tables.message_requests, Item=_typed({**request, "processed": True}))
