@@ -530,7 +530,8 @@ def render_eml(
 
     Headers: From (the personalization's, else the message's), To, Cc, Bcc (it is the sender's copy),
     Reply-To, Subject (the personalization's overrides), Date, Message-ID, ``X-Message-Id`` when given,
-    then the message's and the personalization's ``headers`` (the latter win). Substitutions are applied
+    then the message's and the personalization's ``headers`` (the latter win; one of them named like a
+    header above replaces it). Substitutions are applied
     to the subject and content. Content becomes multipart/alternative; inline attachments with a
     ``content_id`` go into multipart/related beside the HTML; the rest are attachments.
     """
@@ -565,6 +566,7 @@ def render_eml(
         for name, value in _mapping(source).items():
             headers[name.lower()] = (name, str(value))
     for name, value in headers.values():
+        del message[name]  # the request's own Date or Message-ID replaces the double's (one of each allowed)
         message[name] = value
 
     contents = _objects(body.get("content"))

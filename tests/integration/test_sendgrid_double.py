@@ -553,6 +553,22 @@ def test_each_personalization_is_written_as_an_eml_a_person_can_open(
     assert parts["logo.png"]["Content-ID"] == "<logo>"
 
 
+def test_a_request_that_sets_message_id_and_date_still_gets_its_eml_with_them(
+    double: SendGridDouble, sg: SendGridAPIClient
+) -> None:
+    message_id = send(
+        sg,
+        body(headers={"Message-ID": "<own@esp.example.org>", "Date": "Fri, 01 May 2026 18:00:00 +0000"}),
+    ).headers["X-Message-Id"]
+
+    [kept] = double.accepted
+    assert [p.name for p in kept.eml_paths] == [f"{message_id}-0.eml"]
+    written = message_from_bytes(kept.eml_paths[0].read_bytes(), policy=policy.default)
+    assert written.get_all("Message-ID") == ["<own@esp.example.org>"]
+    assert written.get_all("Date") == ["Fri, 01 May 2026 18:00:00 +0000"]
+    assert written["X-Message-Id"] == message_id
+
+
 def test_render_eml_is_usable_without_a_server() -> None:
     message = body(
         content=[{"type": "text/html", "value": "<b>only html</b>"}],
