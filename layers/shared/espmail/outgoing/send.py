@@ -178,7 +178,13 @@ def backoff_seconds(
 
 
 def _substitutable(row: OutboxRow) -> bool:
-    return bool(row.text or row.html) and substitution_bytes(row) <= MAX_SUBSTITUTION_BYTES
+    if not (row.text or row.html):
+        return False
+    # Each character is at least one byte of the substitutions: a row over the limit in characters alone
+    # is not serialised to be measured.
+    if len(row.text) + len(row.html or "") > MAX_SUBSTITUTION_BYTES:
+        return False
+    return substitution_bytes(row) <= MAX_SUBSTITUTION_BYTES
 
 
 def substitution_bytes(row: OutboxRow) -> int:
@@ -236,22 +242,20 @@ def plan_calls(
     for row in rows:
         groups.setdefault((row.request_id, row.content_hash, row.kind.value), []).append(row)
     calls: list[list[OutboxRow]] = []
-    envelopes: dict[tuple[Any, ...], list[list[OutboxRow]]] = {}
+    open_calls: dict[tuple[Any, ...], tuple[list[OutboxRow], int]] = {}  # per envelope: its last call, its bytes
     for group in groups.values():
         if not batch_personalized or len(group) >= IDENTICAL_CALL_MIN or not _substitutable(group[0]):
             calls += [group[i : i + size] for i in range(0, len(group), size)]
             continue
         for row in group:  # a few rows alike go with the others of their request, each with its substitutions
-            chunks = envelopes.get(_envelope(row))
-            if chunks is None:
-                chunks = envelopes[_envelope(row)] = [[]]
-                calls.append(chunks[0])
-            chunk = chunks[-1]
-            if len(chunk) >= size or sum(_call_bytes(r) for r in chunk) + _call_bytes(row) > max_call_bytes:
-                chunk = []
-                chunks.append(chunk)
+            envelope = _envelope(row)
+            row_bytes = _call_bytes(row)
+            chunk, chunk_bytes = open_calls.get(envelope, ([], 0))
+            if not chunk or len(chunk) >= size or chunk_bytes + row_bytes > max_call_bytes:
+                chunk, chunk_bytes = [], 0
                 calls.append(chunk)
             chunk.append(row)
+            open_calls[envelope] = (chunk, chunk_bytes + row_bytes)
     return calls
 
 
