@@ -7,11 +7,13 @@ transient failure raises: Lambda's async retries (two) and then the on-failure q
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable
+from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from espmail.incoming.mailgate import Mailgate
+    from espmail.settings import SettingsCache
 
 # What the mailgate's boto3 clients read from the environment, besides the settings themselves.
 CLIENT_ENVIRONMENT = (
@@ -27,25 +29,26 @@ CLIENT_ENVIRONMENT = (
     "AWS_SESSION_TOKEN",
 )
 
-_WIRED: dict[Hashable, Mailgate] = {}
+
+def _build(env: Mapping[str, str]) -> Mailgate:
+    from espmail.incoming.settings import MailgateSettings
+    from espmail.incoming.wiring import build_mailgate
+
+    return build_mailgate(MailgateSettings.from_env(env))
+
+
+@cache
+def _cached_mailgate() -> SettingsCache[Mailgate]:
+    from espmail.settings import SettingsCache
+
+    return SettingsCache(_build, also_keyed_on=CLIENT_ENVIRONMENT)
 
 
 def _mailgate() -> Mailgate:
     """Built on the first invocation (not at import) and kept while what it was built from is the same:
-    its settings and the variables its clients read. Nothing else counts: Lambda sets variables such as
-    ``_X_AMZN_TRACE_ID`` anew for every invocation, and a rebuild costs new clients and connections."""
-    from espmail.incoming.settings import MailgateSettings
-
-    settings = MailgateSettings.from_env()
-    key = (settings, tuple(os.environ.get(name) for name in CLIENT_ENVIRONMENT))
-    wired = _WIRED.get(key)
-    if wired is None:
-        from espmail.incoming.wiring import build_mailgate
-
-        wired = build_mailgate(settings)
-        _WIRED.clear()
-        _WIRED[key] = wired
-    return wired
+    the variables its settings read and those its clients read. Nothing else counts: Lambda sets variables
+    such as ``_X_AMZN_TRACE_ID`` anew for every invocation, and a rebuild costs new clients and connections."""
+    return _cached_mailgate().get(os.environ)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

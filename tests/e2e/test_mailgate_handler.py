@@ -42,8 +42,10 @@ def test_invocations_through_the_handler_share_one_mailgate(stack: Any) -> None:
     seeded(stack)
     with environment({"_X_AMZN_TRACE_ID": "Root=1-00000003-c"}):
         invoke(stack, deliver_to(stack, message()))
-        wired = dict(handler._WIRED)
+        with environment(stack.function_env(FUNCTION)):  # as the invocation saw it
+            wired = handler._mailgate()
         os.environ["_X_AMZN_TRACE_ID"] = "Root=1-00000004-d"
         invoke(stack, deliver_to(stack, message(subject="Second")))
-    assert wired == handler._WIRED
+        with environment(stack.function_env(FUNCTION)):
+            assert handler._mailgate() is wired
     assert len(stack.sendgrid.accepted) == 2

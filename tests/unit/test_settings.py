@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from espmail.errors import ConfigurationError
@@ -52,3 +54,23 @@ def test_sendgrid_settings_default_to_the_real_api_with_a_timeout() -> None:
     settings = SendGridSettings.from_env({"SENDGRID_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:x"})
     assert settings.host == "https://api.sendgrid.com"
     assert settings.timeout_seconds == 10.0
+
+
+def test_the_settings_cache_is_keyed_on_the_variables_read_and_those_named_besides() -> None:
+    from espmail.settings import SettingsCache
+
+    built: list[str] = []
+
+    def build(env: Mapping[str, str]) -> str:
+        built.append(EnvReader(env).text("SITE_DOMAIN"))
+        return built[-1]
+
+    cache = SettingsCache(build, also_keyed_on=("AWS_ENDPOINT_URL",))
+    env = {"SITE_DOMAIN": "esp.example.org", "_X_AMZN_TRACE_ID": "Root=1-a"}
+    first = cache.get(env)
+    assert cache.get({**env, "_X_AMZN_TRACE_ID": "Root=1-b"}) is first
+    assert built == ["esp.example.org"]
+    cache.get({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})  # unset before: still compared
+    assert len(built) == 2
+    assert cache.get({**env, "SITE_DOMAIN": "other.example.org"}) == "other.example.org"
+    assert len(built) == 3

@@ -7,7 +7,7 @@ passes the result down. A missing or malformed variable raises ``ConfigurationEr
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, Self, TypeVar
 
@@ -170,10 +170,14 @@ class _ReadRecorder(Mapping[str, str]):
 class SettingsCache(Generic[Built]):
     """Settings built from the environment on first use and kept for the life of the process; built again
     only when a variable they read has changed. Keying on the whole environment would never hit in Lambda,
-    which sets some variables (``_X_AMZN_TRACE_ID``) anew for every invocation."""
+    which sets some variables (``_X_AMZN_TRACE_ID``) anew for every invocation.
 
-    def __init__(self, build: Callable[[Mapping[str, str]], Built]) -> None:
+    ``also_keyed_on`` names variables that what is built depends on without reading them through the
+    mapping (a boto3 client reads its endpoint and credentials from ``os.environ`` itself)."""
+
+    def __init__(self, build: Callable[[Mapping[str, str]], Built], *, also_keyed_on: Iterable[str] = ()) -> None:
         self._build = build
+        self._also_keyed_on = tuple(also_keyed_on)
         self._kept: tuple[tuple[tuple[str, str | None], ...], Built] | None = None
 
     def get(self, env: Mapping[str, str]) -> Built:
@@ -181,6 +185,8 @@ class SettingsCache(Generic[Built]):
         if kept is not None and all(env.get(name) == value for name, value in kept[0]):
             return kept[1]
         recorder = _ReadRecorder(env)
+        for name in self._also_keyed_on:
+            recorder.get(name)
         built = self._build(recorder)
         self._kept = (tuple(recorder.read.items()), built)
         return built
