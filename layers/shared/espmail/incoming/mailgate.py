@@ -150,10 +150,6 @@ class Resolution:
     skipped: tuple[str, ...] = ()  # "address: why" for each member address left out as unusable
 
     @property
-    def local_part(self) -> str:
-        return self.address.rpartition("@")[0]
-
-    @property
     def list_id(self) -> str:
         return list_id(self.address) if self.decision is Decision.FORWARDED else ""
 

@@ -159,10 +159,6 @@ class RuleMatch:
     rule: ListRule
     groups: tuple[str, ...]
 
-    @property
-    def group(self) -> str:
-        return self.groups[0] if self.groups else ""
-
 
 @dataclass
 class RuleMatcher:
@@ -186,10 +182,6 @@ class RuleMatcher:
                 self.problems.append(compiled)
             else:
                 self._compiled.append(compiled)
-
-    @property
-    def usable(self) -> tuple[ListRule, ...]:
-        return tuple(c.rule for c in self._compiled)
 
     def matches(self, local_part: str) -> Iterator[RuleMatch]:
         """Every rule whose regex matches ``local_part``, in order; a rule that times out is dropped."""

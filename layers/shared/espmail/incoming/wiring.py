@@ -63,6 +63,6 @@ def build_mailgate(
         ),
         rules=ListRuleRepository(tables.list_rules, client),
         log=InboundLog(retention=timedelta(days=settings.log_retention_days)),
-        raw_mail=RawMailStore(settings.raw_mail_bucket, settings.raw_mail_prefix, s3 or aws_client("s3")),
+        raw_mail=RawMailStore(settings.raw_mail_bucket, s3 or aws_client("s3")),
         mailer=mail or LazyMailer(settings.sendgrid),
     )

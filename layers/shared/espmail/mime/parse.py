@@ -14,7 +14,7 @@ from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
 from typing import Any
 
-from espmail.mime.headers import decode_header_value, unfold
+from espmail.mime.headers import decode_header_value
 
 
 class ParsedMessage(EmailMessage):
@@ -110,8 +110,3 @@ def safe_header(message: Message[Any, Any], name: str, notes: list[str] | None =
     """
     value = raw_header(message, name)
     return None if value is None else decode_header_value(value, notes, what=name)
-
-
-def unfolded_raw_header(message: Message[Any, Any], name: str) -> str | None:
-    value = raw_header(message, name)
-    return None if value is None else unfold(value)

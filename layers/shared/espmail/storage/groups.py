@@ -65,15 +65,6 @@ class GroupRepository:
             if item.role in Role._value2member_map_ and item.username:
                 yield Membership(code=code, username=item.username, role=Role(item.role))
 
-    def membership(self, code: str, username: str) -> Membership | None:
-        try:
-            item = GroupItem.get(code, MEMBER_PREFIX + username)
-        except GroupItem.DoesNotExist:
-            return None
-        if item.role not in Role._value2member_map_:
-            return None
-        return Membership(code=code, username=username, role=Role(item.role))
-
     def put_group(self, group: Group) -> None:
         GroupItem(
             code=group.code,

@@ -13,14 +13,13 @@ if TYPE_CHECKING:
 
 
 class RawMailStore:
-    def __init__(self, bucket: str, prefix: str = "inbound/", client: S3Client | None = None) -> None:
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         if client is None:
             import boto3
 
             client = boto3.client("s3")
         self._client = client
         self.bucket = bucket
-        self.prefix = prefix
 
     def fetch(self, key: str) -> bytes:
         """The message's bytes; ``NotFound`` when it is gone (expired), retryable on transient errors."""
@@ -34,7 +33,3 @@ class RawMailStore:
             raise RetryableSendError(f"cannot read s3://{self.bucket}/{key}: {code}") from exc
         except BotoCoreError as exc:
             raise RetryableSendError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
-
-    def store(self, key: str, raw: bytes) -> None:
-        """What SES's S3 action does; used by the local stack and the replay command."""
-        self._client.put_object(Bucket=self.bucket, Key=key, Body=raw)
