@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from espmail.settings import DEFAULT_SENDGRID_HOST, EnvReader
+from espmail.settings import DEFAULT_SENDGRID_HOST, DEFAULT_SENDGRID_TIMEOUT_SECONDS, EnvReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,5 +20,5 @@ class DomainAuthSettings:
         read = EnvReader(env)
         return cls(
             sendgrid_host=read.text("SENDGRID_HOST", DEFAULT_SENDGRID_HOST),
-            sendgrid_timeout_seconds=read.number("SENDGRID_TIMEOUT_SECONDS", 10.0),
+            sendgrid_timeout_seconds=read.number("SENDGRID_TIMEOUT_SECONDS", DEFAULT_SENDGRID_TIMEOUT_SECONDS),
         )

@@ -14,6 +14,7 @@ from typing import Generic, Self, TypeVar
 from espmail.errors import ConfigurationError
 
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+DEFAULT_SENDGRID_TIMEOUT_SECONDS = 10.0
 
 Built = TypeVar("Built")
 
@@ -142,7 +143,7 @@ class SendGridSettings:
         return cls(
             api_key_secret_arn=read.text("SENDGRID_API_KEY_SECRET_ARN"),
             host=read.text("SENDGRID_HOST", DEFAULT_SENDGRID_HOST),
-            timeout_seconds=read.number("SENDGRID_TIMEOUT_SECONDS", 10.0),
+            timeout_seconds=read.number("SENDGRID_TIMEOUT_SECONDS", DEFAULT_SENDGRID_TIMEOUT_SECONDS),
         )
 
 
