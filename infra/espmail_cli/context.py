@@ -323,3 +323,7 @@ class CliContext:
             "say which stack: --local (a running `espmail local serve` in this folder) "
             "or --stack-name NAME --region REGION"
         )
+
+
+pass_cli = click.make_pass_decorator(CliContext, ensure=True)
+"""Hands a command the invocation's ``CliContext`` (one made when the command runs on its own, in a test)."""

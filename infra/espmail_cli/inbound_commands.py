@@ -12,10 +12,9 @@ from espmail.domain.inbound import InboundRecord
 from espmail.errors import InvalidInput, NotFound
 from espmail.settings import EnvReader
 from espmail.storage.inbound_log import InboundLog
-from espmail_cli.context import CliContext
+from espmail_cli.context import CliContext, pass_cli
 from espmail_cli.output import Failure, table
 
-pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 _AGO = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -10,11 +10,9 @@ import click
 from espmail.domain.list_rules import DEFAULT_RULES, ListRule, Redirect, RuleProblem, parse_redirect
 from espmail.settings import SiteSettings
 from espmail.storage.list_rules import ListRuleRepository, RedirectRepository
-from espmail_cli.context import CliContext, tables_of
+from espmail_cli.context import CliContext, pass_cli, tables_of
 from espmail_cli.output import Failure, table
 from espmail_cli.rule_check import check_redirect_item, check_rule_item
-
-pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 
 
 def _rules(obj: CliContext) -> ListRuleRepository:

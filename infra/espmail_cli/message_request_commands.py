@@ -30,10 +30,9 @@ from espmail.errors import InvalidInput
 from espmail.outgoing.requests import MessageRequest, RequestStatus, sendto_text
 from espmail.outgoing.requests_service import MessageRequestService
 from espmail.settings import EnvReader, SiteSettings, TableNames
-from espmail_cli.context import CliContext
+from espmail_cli.context import CliContext, pass_cli
 from espmail_cli.output import table
 
-pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 SENDING = (RequestStatus.EXPANDING, RequestStatus.EXPANDED)
 
 

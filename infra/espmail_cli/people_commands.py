@@ -13,13 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from espmail.domain.people import Group
 from espmail.storage.groups import GroupRepository
 from espmail.storage.users import UserRepository
-from espmail_cli.context import CliContext
+from espmail_cli.context import CliContext, pass_cli
 from espmail_cli.output import Failure
 from espmail_cli.people_files import BadRow, read_groups, read_users
 
 T = TypeVar("T")
 BATCH = 25  # DynamoDB BatchWriteItem's limit; the repositories retry unprocessed items
-pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 FORMAT = click.option(
     "--format",
     "file_format",
