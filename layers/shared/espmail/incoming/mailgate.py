@@ -71,6 +71,7 @@ from espmail.incoming.forward import (
     html_to_text,
     largest_request,
     list_id,
+    own_list_ids,
     request_bodies,
     request_json,
     request_part,
@@ -392,7 +393,7 @@ class Mailgate:
         """Step 4: this site's List-Id, the system's own From or envelope, or this address's Delivered-To."""
         for value in safe_header_all(parsed, "list-id"):
             identifier = value.rpartition("<")[2].rstrip(">").strip().lower() if "<" in value else value.strip().lower()
-            if identifier.endswith("." + self.site.domain):
+            if identifier.endswith(own_list_ids(self.site)):
                 delivery.decide_all(Decision.DROPPED, f"loop: the message carries this site's List-Id {identifier}")
                 return False
         from_address = converted.from_address.email if converted.from_address else ""
