@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from espmail.domain.mail import Address
 from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
 from espmail.errors import InvalidInput
+from espmail.outgoing import send
 from espmail.outgoing.schedule import parse_scheduled_event
 from espmail.outgoing.send import IDENTICAL_CALL_MIN, backoff_seconds, display_name, plan_calls, substitution_bytes
 from espmail.outgoing.unsubscribe import ONE_CLICK, UnsubscribeLinks, signing_key
@@ -175,3 +176,11 @@ def test_substituted_calls_stay_within_the_personalization_count_and_the_call_si
         10,
         5,
     ]
+
+
+def test_a_calls_content_tags_are_found_in_none_of_its_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken, fresh = "ab12" * 4, "cd34" * 4
+    tokens = iter([taken, fresh])
+    monkeypatch.setattr("espmail.outgoing.send.secrets.token_hex", lambda _: next(tokens))
+    rows = [personalised("a", "Hello a"), replace(personalised("b", "Hi"), html=f"<p>-espmail-html-{taken}-</p>")]
+    assert send._tags(rows) == (f"-espmail-text-{fresh}-", f"-espmail-html-{fresh}-")
