@@ -15,6 +15,7 @@ from espmail.errors import ConfigurationError
 
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 DEFAULT_SENDGRID_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETENTION_DAYS = 90
 
 Built = TypeVar("Built")
 
@@ -73,6 +74,11 @@ class EnvReader:
                 raise ConfigurationError(f"environment variable {name} is not set (see template.yaml Globals)")
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def retention_days(read: EnvReader) -> int:
+    """How many days records of mail handled are kept (the tables' TTL): ``SENT_RETENTION_DAYS``."""
+    return read.integer("SENT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=1)
 
 
 @dataclass(frozen=True, slots=True)

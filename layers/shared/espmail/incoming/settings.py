@@ -8,7 +8,14 @@ from enum import StrEnum
 from typing import Self
 
 from espmail.errors import ConfigurationError
-from espmail.settings import EnvReader, SendGridSettings, SiteSettings, TableNames
+from espmail.settings import (
+    DEFAULT_RETENTION_DAYS,
+    EnvReader,
+    SendGridSettings,
+    SiteSettings,
+    TableNames,
+    retention_days,
+)
 
 # SendGrid refuses a request of 30 MB or more (counted in decimal megabytes, the stricter reading).
 SENDGRID_REQUEST_LIMIT = 30_000_000
@@ -37,7 +44,7 @@ class MailgateSettings:
     max_request_bytes: int = SENDGRID_REQUEST_LIMIT
     regex_timeout_seconds: float = 0.05
     notices: bool = True
-    log_retention_days: int = 90
+    log_retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -65,5 +72,5 @@ class MailgateSettings:
             max_request_bytes=max_bytes,
             regex_timeout_seconds=timeout_ms / 1000,
             notices=read.flag("MAILGATE_NOTICES", True),
-            log_retention_days=read.integer("SENT_RETENTION_DAYS", 90, minimum=1),
+            log_retention_days=retention_days(read),
         )

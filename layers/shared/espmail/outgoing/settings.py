@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Self
 
 from espmail.errors import ConfigurationError
-from espmail.settings import EnvReader, SendGridSettings, SiteSettings, TableNames
+from espmail.settings import EnvReader, SendGridSettings, SiteSettings, TableNames, retention_days
 
 BULK_CATEGORY = "espmail-bulk"
 NOTICE_CATEGORY = "espmail-notice"
@@ -47,7 +47,7 @@ class ExpanderSettings:
             max_age=timedelta(days=read.number("REQUEST_MAX_AGE_DAYS", 7.0)),
             max_crashes=read.integer("EXPAND_MAX_CRASHES", 3, minimum=1),
             max_requests_per_run=read.integer("EXPAND_MAX_REQUESTS_PER_RUN", 50, minimum=1),
-            retention=timedelta(days=read.integer("SENT_RETENTION_DAYS", 90, minimum=1)),
+            retention=timedelta(days=retention_days(read)),
             category=read.text("BULK_CATEGORY", BULK_CATEGORY),
         )
 
@@ -105,7 +105,7 @@ class SenderSettings:
             max_rows_per_run=read.integer("SEND_MAX_ROWS_PER_RUN", 0, minimum=0),
             finish_check_seconds=read.number("FINISH_CHECK_SECONDS", 300.0),
             stale_progress_seconds=read.number("STALE_PROGRESS_SECONDS", 900.0),
-            retention=timedelta(days=read.integer("SENT_RETENTION_DAYS", 90, minimum=1)),
+            retention=timedelta(days=retention_days(read)),
             category=read.text("BULK_CATEGORY", BULK_CATEGORY),
             notice_category=read.text("NOTICE_CATEGORY", NOTICE_CATEGORY),
         )

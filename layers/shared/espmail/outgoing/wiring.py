@@ -19,7 +19,7 @@ from espmail.outgoing.requests_service import MessageRequestService
 from espmail.outgoing.send import Clock, Sender, utc_now
 from espmail.outgoing.settings import ExpanderSettings, SenderSettings
 from espmail.outgoing.unsubscribe import UnsubscribeLinks, signing_key
-from espmail.settings import SiteSettings, TableNames
+from espmail.settings import DEFAULT_RETENTION_DAYS, SiteSettings, TableNames
 from espmail.storage.message_requests import MessageRequestRepository
 from espmail.storage.outbox import OutboxRepository
 from espmail.storage.recipient_pages import DirectoryPages
@@ -67,7 +67,9 @@ def sender(
         client.close()
 
 
-def request_service(site: SiteSettings, tables: TableNames, retention_days: int = 90) -> MessageRequestService:
+def request_service(
+    site: SiteSettings, tables: TableNames, retention_days: int = DEFAULT_RETENTION_DAYS
+) -> MessageRequestService:
     from datetime import timedelta
 
     bind(tables)
