@@ -201,10 +201,6 @@ class Responder:
         self._state: Literal["pending", "answered", "handed-off"] = "pending"
         self.sent: Answer | None = None
 
-    @property
-    def settled(self) -> bool:
-        return self._state != "pending"
-
     def answer(self, answer: Answer) -> bool:
         """Sends ``answer`` unless an answer was sent or the event handed off already; True when sent."""
         with self._lock:
