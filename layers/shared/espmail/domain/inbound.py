@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -40,6 +40,18 @@ class RecipientDecision:
     forwarded_to: tuple[str, ...] = ()  # at most MAX_LOGGED_RECIPIENTS; fan_out has the count
     sendgrid_message_ids: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()  # "address: why" for each recipient of the list that did not get it
+
+
+def overall_decision(decisions: Iterable[RecipientDecision]) -> Decision | None:
+    """A message's overall decision: forwarded if any address was, else refused, else dropped."""
+    found = {d.decision for d in decisions}
+    return next((d for d in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED) if d in found), None)
+
+
+def overall_reason(decisions: Sequence[RecipientDecision]) -> str:
+    """The reasons (each once) of the addresses that share the overall decision."""
+    overall = overall_decision(decisions)
+    return "; ".join(dict.fromkeys(d.reason for d in decisions if d.decision is overall))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +103,11 @@ class InboundRecord:
 
     @property
     def decision(self) -> Decision | None:
-        """The message's overall decision: forwarded if any address was, else refused, else dropped."""
-        found = {d.decision for d in self.decisions}
-        for decision in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED):
-            if decision in found:
-                return decision
-        return None
+        return overall_decision(self.decisions)
 
     @property
     def reason(self) -> str:
-        overall = self.decision
-        return "; ".join(dict.fromkeys(d.reason for d in self.decisions if d.decision is overall))
+        return overall_reason(self.decisions)
 
     @property
     def fan_out(self) -> int:

@@ -59,7 +59,14 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Protocol
 
-from espmail.domain.inbound import Decision, ForwardState, InboundStatus, RecipientDecision
+from espmail.domain.inbound import (
+    Decision,
+    ForwardState,
+    InboundStatus,
+    RecipientDecision,
+    overall_decision,
+    overall_reason,
+)
 from espmail.domain.list_rules import ListRule, RuleProblem
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.people import User
@@ -166,13 +173,11 @@ class Outcome:
 
     @property
     def decision(self) -> Decision | None:
-        found = {d.decision for d in self.decisions}
-        return next((d for d in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED) if d in found), None)
+        return overall_decision(self.decisions)
 
     @property
     def reason(self) -> str:
-        overall = self.decision
-        return "; ".join(dict.fromkeys(d.reason for d in self.decisions if d.decision is overall))
+        return overall_reason(self.decisions)
 
     @property
     def forwarded_to(self) -> tuple[str, ...]:
