@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedded.template import function_handler
+
 
 @dataclass
 class LambdaContext:
@@ -55,3 +57,19 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def invoke_handler(
+    logical_id: str,
+    event: Any,
+    variables: Mapping[str, str],
+    *,
+    tpl: Mapping[str, Any] | None = None,
+    remaining_ms: int = 300_000,
+) -> Any:
+    """Calls the function's real handler (``Handler:`` from the template) on ``event`` in this process, with
+    the function's environment ``variables`` set for the call."""
+    handler = resolve_handler(function_handler(logical_id, tpl))
+    context = LambdaContext(function_name=logical_id, remaining_ms=remaining_ms)
+    with environment(variables):
+        return handler(event, context)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from embedded.aws import ACCOUNT, CREDENTIALS, REGION, MotoServer, client, create_resources, physical_names
-from embedded.lambda_runtime import LambdaContext, environment, resolve_handler
+from embedded.lambda_runtime import invoke_handler
 from embedded.sendgrid_double import SendGridDouble
-from embedded.template import Resolver, function_environment, function_handler, template
+from embedded.template import Resolver, function_environment, template
 from espmail.bootstrap import forget_clients
 
 LOCAL_API_KEY = "SG.local-double-key"
@@ -123,10 +123,7 @@ class EmbeddedStack:
 
     def invoke(self, logical_id: str, event: Any, *, remaining_ms: int = 300_000) -> Any:
         """Calls the function's real handler (``Handler:`` from the template) in this process."""
-        handler = resolve_handler(function_handler(logical_id, self.tpl))
-        context = LambdaContext(function_name=logical_id, remaining_ms=remaining_ms)
-        with environment(self.function_env(logical_id)):
-            return handler(event, context)
+        return invoke_handler(logical_id, event, self.function_env(logical_id), tpl=self.tpl, remaining_ms=remaining_ms)
 
     def activate(self, logical_id: str | None = None) -> None:
         """Puts a function's environment into this process for good (the CLI and the demo use this)."""

@@ -87,9 +87,7 @@ class EmbeddedTarget:
         return self.stack.client(service)
 
     def name(self, logical_id: str) -> str:
-        if self.stack.tpl["Resources"].get(logical_id, {}).get("Type") == "AWS::SQS::Queue":
-            return str(self.client("sqs").get_queue_url(QueueName=self.stack.name(logical_id))["QueueUrl"])
-        return self.stack.name(logical_id)
+        return _as_ref_gives_it(self.stack.tpl, self.stack.endpoint, logical_id, self.stack.name(logical_id))
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         _require_function(self.stack.tpl, logical_id)
@@ -131,25 +129,30 @@ class LocalTarget:
 
         if logical_id not in self.state.names:
             raise ConfigurationError(f"the running local stack has no resource {logical_id}; restart it")
-        physical = self.state.names[logical_id]
-        if template()["Resources"].get(logical_id, {}).get("Type") == "AWS::SQS::Queue":
-            return str(self.client("sqs").get_queue_url(QueueName=physical)["QueueUrl"])
-        return physical
+        return _as_ref_gives_it(template(), self.state.endpoint, logical_id, self.state.names[logical_id])
 
     def invoke(self, logical_id: str, event: Any) -> Any:
-        from embedded.lambda_runtime import LambdaContext, environment, resolve_handler
-        from embedded.template import function_handler, template
+        from embedded.lambda_runtime import invoke_handler
+        from embedded.template import template
 
         _require_function(template(), logical_id)
-        handler = resolve_handler(function_handler(logical_id))
-        with environment(self.environment(logical_id)):
-            try:
-                return handler(event, LambdaContext(function_name=logical_id))
-            except Exception as exc:
-                raise FunctionFailed(f"{logical_id} failed: {type(exc).__name__}: {exc}") from exc
+        variables = self.environment(logical_id)
+        try:
+            return invoke_handler(logical_id, event, variables)
+        except Exception as exc:
+            raise FunctionFailed(f"{logical_id} failed: {type(exc).__name__}: {exc}") from exc
 
     def activate(self) -> None:
         os.environ.update(self.state.environment)
+
+
+def _as_ref_gives_it(tpl: Mapping[str, Any], endpoint: str, logical_id: str, physical: str) -> str:
+    """A local resource's name as ``Ref`` gives it: a queue's is its URL."""
+    from embedded.aws import queue_url
+
+    if tpl["Resources"].get(logical_id, {}).get("Type") == "AWS::SQS::Queue":
+        return queue_url(endpoint, physical)
+    return physical
 
 
 def _require_function(tpl: Mapping[str, Any], logical_id: str) -> None:
