@@ -213,6 +213,14 @@ def translate_error(exc: BaseException, what: str = "SendGrid request") -> MailT
     return RetryableSendError(f"{what} failed unexpectedly: {exc!r}")
 
 
+def _receipt(response: Any) -> SendReceipt:
+    """The receipt of a mail/send answer the client did not raise for (a 200 or 202 is accepted)."""
+    message_id = _header(response.headers, "X-Message-Id") or ""
+    if response.status_code not in (200, 202):
+        raise RetryableSendError(f"SendGrid mail/send answered HTTP {response.status_code}")
+    return SendReceipt(message_id=message_id)
+
+
 class SendGridMailer:
     """Sends through ``/v3/mail/send``. Thread-safe: each call builds its own HTTP request."""
 
@@ -245,12 +253,8 @@ class SendGridMailer:
             response = self._client.send(payload)
         except Exception as exc:
             raise translate_error(exc, "SendGrid mail/send") from exc
-        message_id = _header(response.headers, "X-Message-Id") or ""
-        if response.status_code not in (200, 202):
-            raise RetryableSendError(f"SendGrid mail/send answered HTTP {response.status_code}")
-        return SendReceipt(message_id=message_id)
+        return _receipt(response)
 
-    # Added for the mailgate (incoming memory, issue 6): additive only, nothing above changed.
     def send_json(self, body: bytes) -> SendReceipt:
         """``send_payload`` for a body serialised already (UTF-8 JSON), sent as it is.
 
@@ -275,7 +279,4 @@ class SendGridMailer:
             )
         except Exception as exc:
             raise translate_error(exc, "SendGrid mail/send") from exc
-        message_id = _header(response.headers, "X-Message-Id") or ""
-        if response.status_code not in (200, 202):
-            raise RetryableSendError(f"SendGrid mail/send answered HTTP {response.status_code}")
-        return SendReceipt(message_id=message_id)
+        return _receipt(response)
