@@ -355,34 +355,26 @@ class MessageRequestRepository:
         skipped_sample: list[str],
         now: datetime,
         check_at: datetime,
-    ) -> Progress:
+    ) -> None:
         """Status ``expanded`` with its total; from now on the sender checks when it is done."""
-        item = MessageRequestItem(request_id)
-        self.write_requests += 1
-        try:
-            item.update(
-                actions=[
-                    MessageRequestItem.status.set(RequestStatus.EXPANDED.value),
-                    MessageRequestItem.total.set(counts.total),
-                    MessageRequestItem.skipped.set(counts.skipped),
-                    MessageRequestItem.duplicates.set(counts.duplicates),
-                    MessageRequestItem.skipped_reasons.set(dict(counts.skipped_reasons)),
-                    MessageRequestItem.skipped_sample.set(skipped_sample),
-                    MessageRequestItem.expanded_at.set(now),
-                    MessageRequestItem.pending.set(FINISH),
-                    MessageRequestItem.not_before.set(check_at),
-                    MessageRequestItem.checkpoint.remove(),
-                    MessageRequestItem.lease_owner.remove(),
-                    MessageRequestItem.lease_until.remove(),
-                ],
-                condition=(MessageRequestItem.lease_owner == owner)
-                & (MessageRequestItem.status == RequestStatus.EXPANDING.value),
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                raise ConditionFailed(f"message request {request_id} is no longer leased by this run") from exc
-            raise
-        return _progress(item)
+        self._leased_update(
+            request_id,
+            owner,
+            [
+                MessageRequestItem.status.set(RequestStatus.EXPANDED.value),
+                MessageRequestItem.total.set(counts.total),
+                MessageRequestItem.skipped.set(counts.skipped),
+                MessageRequestItem.duplicates.set(counts.duplicates),
+                MessageRequestItem.skipped_reasons.set(dict(counts.skipped_reasons)),
+                MessageRequestItem.skipped_sample.set(skipped_sample),
+                MessageRequestItem.expanded_at.set(now),
+                MessageRequestItem.pending.set(FINISH),
+                MessageRequestItem.not_before.set(check_at),
+                MessageRequestItem.checkpoint.remove(),
+                MessageRequestItem.lease_owner.remove(),
+                MessageRequestItem.lease_until.remove(),
+            ],
+        )
 
     def end(
         self,
