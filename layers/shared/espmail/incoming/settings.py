@@ -16,9 +16,7 @@ from espmail.settings import (
     TableNames,
     retention_days,
 )
-
-# SendGrid refuses a request of 30 MB or more (counted in decimal megabytes, the stricter reading).
-SENDGRID_REQUEST_LIMIT = 30_000_000
+from espmail.transport.sendgrid_mailer import MAX_REQUEST_BYTES as SENDGRID_REQUEST_LIMIT
 
 
 class SpamPolicy(StrEnum):

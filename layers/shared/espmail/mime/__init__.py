@@ -14,11 +14,8 @@ from espmail.mime.convert import (
     sanitize_filename,
 )
 from espmail.mime.parse import ParsedMessage, parse_message, raw_header, safe_header, safe_header_all
-from espmail.mime.sendgrid_shape import (
-    SENDGRID_MAX_REQUEST_BYTES,
-    estimate_sendgrid_size,
-    to_sendgrid_attachments,
-)
+from espmail.mime.sendgrid_shape import estimate_sendgrid_size, to_sendgrid_attachments
+from espmail.transport.sendgrid_mailer import MAX_REQUEST_BYTES as SENDGRID_MAX_REQUEST_BYTES
 
 __all__ = [
     "OPAQUE_FILENAME",

@@ -11,8 +11,6 @@ from espmail.domain.mail import Attachment
 from espmail.errors import InvalidInput
 from espmail.mime.convert import ConvertedMail, sanitize_filename
 
-# SendGrid refuses a request above 30 MB. Counted in decimal megabytes, the stricter reading.
-SENDGRID_MAX_REQUEST_BYTES = 30_000_000
 # What the rest of a request takes besides the content: from, reply_to, headers, categories,
 # custom_args, keys and punctuation. Personalizations are not included: the caller adds them.
 ENVELOPE_ALLOWANCE_BYTES = 8_192
@@ -58,7 +56,7 @@ def estimate_sendgrid_size(converted: ConvertedMail) -> int:
     """Bytes a SendGrid request carrying ``converted`` takes, not counting its personalizations.
 
     Exact for subject, bodies and attachments (JSON-escaped text, base64 content); a fixed allowance
-    covers the rest. Compare with :data:`SENDGRID_MAX_REQUEST_BYTES` before sending.
+    covers the rest. Compare with SendGrid's limit (``transport.sendgrid_mailer.MAX_REQUEST_BYTES``) before sending.
     """
     size = ENVELOPE_ALLOWANCE_BYTES + _json_length(converted.subject)
     for value in (converted.text, converted.html):

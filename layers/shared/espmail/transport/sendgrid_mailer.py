@@ -28,7 +28,7 @@ from espmail.settings import DEFAULT_SENDGRID_HOST
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
-MAX_REQUEST_BYTES = 30 * 1024 * 1024
+MAX_REQUEST_BYTES = 30_000_000  # SendGrid refuses a request above 30 MB: decimal megabytes, the stricter reading
 MAX_SUBSTITUTION_BYTES = 10_000  # per personalization, all tags and values together
 # Headers SendGrid refuses in ``headers``: they are set through the structured fields instead.
 RESERVED_HEADERS = frozenset(
