@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from espmail.domain.outbox import DUE_SHARDS
+from espmail.domain.outbox import shards_for
 from espmail.errors import InvalidInput
 
 
@@ -57,8 +57,8 @@ def parse_scheduled_event(event: Any) -> ScheduledRun:
     source = str(event.get("source") or "schedule input")
     worker = _whole(event.get("worker", detail.get("worker", 0)), "worker")
     workers = _whole(event.get("workers", detail.get("workers", 1)), "workers")
-    if not 1 <= workers <= DUE_SHARDS:
-        raise InvalidInput(f"workers must be between 1 and {DUE_SHARDS}, not {workers}")
-    if not 0 <= worker < workers:
-        raise InvalidInput(f"worker must be between 0 and {workers - 1}, not {worker}")
+    try:
+        shards_for(worker, workers)  # the bounds on a worker and the number of workers
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
     return ScheduledRun(source=source, time=str(event.get("time", "")), worker=worker, workers=workers)
