@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
 from espmail.errors import EspMailError
-from espmail_cli.context import CliContext, TargetUnavailable
+from espmail_cli.context import TargetUnavailable
 
 
 class Failure(click.ClickException):
@@ -37,15 +37,13 @@ def aws_error_line(exc: BotoCoreError | ClientError) -> str:
     return f"AWS could not be reached: {exc}"
 
 
-def as_failure(exc: BaseException) -> Failure | None:
-    """The one-line form of an error a person can cause, or ``None`` for a bug (which keeps its traceback)."""
+def as_failure(exc: EspMailError | ClientError | BotoCoreError) -> Failure:
+    """The one-line form of an error a person can cause (a bug is not caught: it keeps its traceback)."""
     if isinstance(exc, TargetUnavailable):
         return TargetFailure(str(exc))
     if isinstance(exc, EspMailError):
         return Failure(str(exc))
-    if isinstance(exc, ClientError | BotoCoreError):
-        return Failure(aws_error_line(exc))
-    return None
+    return Failure(aws_error_line(exc))
 
 
 class EspMailGroup(click.Group):
@@ -55,16 +53,7 @@ class EspMailGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (EspMailError, ClientError, BotoCoreError) as exc:
-            failure = as_failure(exc)
-            assert failure is not None
-            raise failure from exc
-
-
-def cli_context(ctx: click.Context) -> CliContext:
-    obj = ctx.find_object(CliContext)
-    if obj is None:  # a command invoked on its own (tests of a single command)
-        obj = ctx.ensure_object(CliContext)
-    return obj
+            raise as_failure(exc) from exc
 
 
 IDENTIFIERS = frozenset({"request", "message id", "SES message id", "address", "received"})
