@@ -33,6 +33,14 @@ def _typed(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(v) for k, v in item.items()}
 
 
+def _scan(client: DynamoDBClient, table: str) -> Iterator[dict[str, Any]]:
+    """Every item of a console-edited table, as plain Python: a handful an admin maintains by hand,
+    so a scan of the small table is the read."""
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page.get("Items", []):
+            yield _plain(item)
+
+
 class ListRuleRepository:
     """The list rules in ``seq`` order (then name), with the problems of the items that are broken."""
 
@@ -41,11 +49,7 @@ class ListRuleRepository:
         self._client = client
 
     def raw_items(self) -> Iterator[dict[str, Any]]:
-        # A handful of items an admin maintains by hand: a scan of this small table is the read.
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
-            for item in page.get("Items", []):
-                yield _plain(item)
+        return _scan(self._client, self._table)
 
     def load(self) -> tuple[list[ListRule], list[RuleProblem]]:
         rules: list[ListRule] = []
@@ -76,10 +80,7 @@ class RedirectRepository:
         return parse_redirect(_plain(item)) if item else None
 
     def raw_items(self) -> Iterator[dict[str, Any]]:
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
-            for item in page.get("Items", []):
-                yield _plain(item)
+        return _scan(self._client, self._table)
 
     def all(self) -> Iterator[Redirect | RuleProblem]:
         for item in self.raw_items():
