@@ -42,6 +42,9 @@ def test_a_missing_or_malformed_address_is_skipped_with_its_reason() -> None:
     assert [s.reason for s in skips] == ["no address"]
     _, skips, _ = addresses_of(user("di", email="di@@example"), frozenset({SendTo.SELF}))
     assert [s.reason for s in skips] == ["malformed address"]
+    for broken in ("di@example.org\r\nBcc: x@example.org", "di\n@example.org", "di@example.org\n.org"):
+        _, skips, _ = addresses_of(user("di", email=broken), frozenset({SendTo.SELF}))
+        assert [s.reason for s in skips] == ["malformed address"]
 
 
 def test_inactive_and_opted_out_users_receive_no_bulk_mail() -> None:
