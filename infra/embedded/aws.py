@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -80,6 +82,21 @@ class MotoServer:
             self._process.kill()
             self._process.wait(timeout=10)
         self._process = None
+
+
+def scheduled_event(rule: str) -> dict[str, Any]:
+    """What an EventBridge rule with a schedule expression delivers (the corpus's documented shape)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"],
+        "detail": {},
+    }
 
 
 def client(service: str, endpoint: str, **config: Any) -> Any:

@@ -38,21 +38,6 @@ if TYPE_CHECKING:
 SCHEDULED = ("ExpanderFunction", "SenderFunction")
 
 
-def scheduled_event(now: datetime) -> dict[str, Any]:
-    """What an EventBridge schedule rule sends."""
-    return {
-        "version": "0",
-        "id": f"local-{int(now.timestamp() * 1000)}",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/espmail-local-schedule"],
-        "detail": {},
-    }
-
-
 def _work_done(result: Any) -> str:
     """A one-line summary of a scheduled run's result (its non-zero counts), or "" when it did nothing."""
     if not isinstance(result, Mapping):
@@ -133,7 +118,9 @@ class FunctionLoop:
             self.console.print(f"  [{colour}]{decision.address}[/]: {what}")
 
     def run_scheduled(self) -> None:
-        event = scheduled_event(datetime.now(UTC))
+        from embedded.aws import scheduled_event
+
+        event = scheduled_event("espmail-local-schedule")
         for name in self.scheduled:
             try:
                 result = self.stack.invoke(name, event)

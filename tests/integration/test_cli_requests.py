@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from embedded.aws import scheduled_event
 from embedded.seed import SeededProgram
 from espmail.domain.people import Role
-from espmail_cli.local_serve import scheduled_event
 from tests.integration.cli_support import assert_one_line_error, run, seeded
 
 SENDER = "Splash <splash@esp.example.org>"
@@ -22,11 +22,11 @@ _ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
 
 
 def _expand(stack: Any) -> Any:
-    return stack.invoke("ExpanderFunction", scheduled_event(datetime.now(UTC)))
+    return stack.invoke("ExpanderFunction", scheduled_event("espmail-expander"))
 
 
 def _send(stack: Any) -> Any:
-    return stack.invoke("SenderFunction", scheduled_event(datetime.now(UTC)))
+    return stack.invoke("SenderFunction", scheduled_event("espmail-sender-worker-0"))
 
 
 @pytest.fixture

@@ -5,14 +5,10 @@ each message it accepted as an .eml file. A request from a disallowed domain is 
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 
-from embedded.aws import ACCOUNT, REGION
+from embedded.aws import scheduled_event
 from embedded.seed import PROGRAM, SeededProgram
 from embedded.stack import EmbeddedStack
 from espmail.errors import InvalidInput
@@ -34,21 +30,6 @@ BODY = """<html><body>
 <p>See you there,<br>{{ site.name }} directors</p>
 </body></html>
 """
-
-
-def scheduled_event(rule: str) -> dict[str, Any]:
-    """What an EventBridge rule with a schedule expression delivers (the corpus's documented shape)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"],
-        "detail": {},
-    }
 
 
 def _status(console: Console, request: MessageRequest, when: str) -> None:
