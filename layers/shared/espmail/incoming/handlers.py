@@ -151,30 +151,32 @@ def _group_list(
     return HandlerResult(recipients, class_code, name, usernames, skipped=skipped)
 
 
+def _list_of(
+    group_kind: GroupKind, match: RuleMatch, local_part: str, directories: Directories, site_domain: str
+) -> HandlerResult:
+    """The list of a section (its own members) or a class (the members of each of its sections)."""
+    kind = match.groups[-1] if match.groups and match.groups[-1].lower() in _ROLES_FOR else ""
+    if not kind:
+        return HandlerResult(reason=f"{local_part}: the rule's last group must be class, teachers or students")
+    group = _find_group(directories.groups, _group_code(local_part), group_kind)
+    if group is None:
+        return HandlerResult(reason=f"there is no {group_kind.value} {_group_code(local_part)}")
+    codes = [group.code] if group_kind is GroupKind.SECTION else group.sections
+    return _group_list(directories, group, codes, kind, site_domain)
+
+
 def section_list(
     match: RuleMatch, local_part: str, sender: Sender, directories: Directories, site_domain: str
 ) -> HandlerResult:
     """``E1234s1-class``: directors plus the section's teachers and/or students."""
-    kind = match.groups[-1] if match.groups and match.groups[-1].lower() in _ROLES_FOR else ""
-    if not kind:
-        return HandlerResult(reason=f"{local_part}: the rule's last group must be class, teachers or students")
-    group = _find_group(directories.groups, _group_code(local_part), GroupKind.SECTION)
-    if group is None:
-        return HandlerResult(reason=f"there is no section {_group_code(local_part)}")
-    return _group_list(directories, group, [group.code], kind, site_domain)
+    return _list_of(GroupKind.SECTION, match, local_part, directories, site_domain)
 
 
 def class_list(
     match: RuleMatch, local_part: str, sender: Sender, directories: Directories, site_domain: str
 ) -> HandlerResult:
     """``E1234-class``: directors plus the teachers and/or students of every section of the class."""
-    kind = match.groups[-1] if match.groups and match.groups[-1].lower() in _ROLES_FOR else ""
-    if not kind:
-        return HandlerResult(reason=f"{local_part}: the rule's last group must be class, teachers or students")
-    group = _find_group(directories.groups, _group_code(local_part), GroupKind.CLASS)
-    if group is None:
-        return HandlerResult(reason=f"there is no class {_group_code(local_part)}")
-    return _group_list(directories, group, group.sections, kind, site_domain)
+    return _list_of(GroupKind.CLASS, match, local_part, directories, site_domain)
 
 
 def redirect(
