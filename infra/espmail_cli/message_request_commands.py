@@ -44,19 +44,20 @@ def service(obj: CliContext) -> MessageRequestService:
     return request_service(SiteSettings.from_env(env), TableNames.from_env(env), retention)
 
 
-def _read_body(path: str) -> str:
+def _read_text(path: str, option: str) -> str:
+    """The UTF-8 file (``-``: stdin) given to ``option``; a problem is one line naming the option."""
     if path == "-":
         return sys.stdin.read()
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise InvalidInput(f"--body {path}: no such file") from exc
+        raise InvalidInput(f"{option} {path}: no such file") from exc
     except IsADirectoryError as exc:
-        raise InvalidInput(f"--body {path} is a folder, not a file") from exc
+        raise InvalidInput(f"{option} {path} is a folder, not a file") from exc
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"--body {path} is not UTF-8 text") from exc
+        raise InvalidInput(f"{option} {path} is not UTF-8 text") from exc
     except OSError as exc:
-        raise InvalidInput(f"cannot read --body {path}: {exc.strerror}") from exc
+        raise InvalidInput(f"cannot read {option} {path}: {exc.strerror}") from exc
 
 
 def _when(text: str | None) -> datetime | None:
@@ -74,7 +75,7 @@ def _variables(pairs: Sequence[str], vars_file: str | None) -> dict[str, Any]:
     variables: dict[str, Any] = {}
     if vars_file:
         try:
-            loaded = json.loads(_read_body(vars_file))
+            loaded = json.loads(_read_text(vars_file, "--vars-file"))
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"--vars-file {vars_file} line {exc.lineno}: {exc.msg}") from exc
         if not isinstance(loaded, dict):
@@ -183,7 +184,7 @@ def requests_create(
     """
     from espmail.outgoing.requests import DEFAULT_PRIORITY
 
-    body = _read_body(body_path)
+    body = _read_text(body_path, "--body")
     request = service(obj).create_request(
         subject=subject,
         body=body,

@@ -150,11 +150,13 @@ def test_create_input_a_person_gets_wrong(stack: Any, program: SeededProgram, bo
     )
     bad_var = run(stack, "requests", "create", *common, "--body", str(body), "--var", "novalue")
     bad_time = run(stack, "requests", "create", *common, "--body", str(body), "--not-before", "next tuesday")
+    no_vars = run(stack, "requests", "create", *common, "--body", str(body), "--vars-file", str(body.parent / "v.json"))
 
     assert_one_line_error(no_body, 1, "missing.txt: no such file")
     assert_one_line_error(bad_spec, 1, "recipient 'E1234' is not CODE:students|teachers|class")
     assert_one_line_error(bad_var, 1, "--var 'novalue' is not NAME=VALUE")
     assert_one_line_error(bad_time, 1, "--not-before 'next tuesday' is not a date-time")
+    assert_one_line_error(no_vars, 1, f"--vars-file {body.parent / 'v.json'}: no such file")
 
 
 def test_an_unknown_request_id_is_one_line(stack: Any) -> None:
