@@ -17,7 +17,7 @@ from typing import Protocol
 from espmail.domain.list_rules import Handler, Redirect, RuleProblem, is_valid_address
 from espmail.domain.mail import Address
 from espmail.domain.people import Group, GroupKind, Membership, Role, User
-from espmail.incoming.identity import Sender, domain_of
+from espmail.incoming.identity import Sender, domain_of, within
 from espmail.incoming.rules import RuleMatch
 
 MAX_KEY_LENGTH = 256  # longer than any username or redirect; DynamoDB refuses keys over 2,048 bytes
@@ -90,8 +90,7 @@ def unique_recipients(addresses: Iterable[Address], site_domain: str) -> tuple[t
             shown = email if len(email) <= MAX_SHOWN_ADDRESS else email[:MAX_SHOWN_ADDRESS] + "…"
             skipped.setdefault(key, f"{shown!r}: not a valid address")
             continue
-        domain = domain_of(email)
-        if domain == site_domain or domain.endswith("." + site_domain):
+        if within(domain_of(email), site_domain):
             continue
         seen.add(key)
         result.append(Address(email=email, name=display_name(address.name)))

@@ -81,6 +81,11 @@ def domain_of(address: str) -> str:
     return domain.strip().strip(".").lower() if at else ""
 
 
+def within(domain: str, site_domain: str) -> bool:
+    """``domain`` is the site's domain or one of its subdomains (mail there would come back to us)."""
+    return domain == site_domain or domain.endswith("." + site_domain)
+
+
 def dkim_signing_domains(signatures: Iterable[str]) -> tuple[str, ...]:
     """The ``d=`` tag of each ``DKIM-Signature`` value (tags are ``name=value`` separated by ``;``)."""
     domains: list[str] = []

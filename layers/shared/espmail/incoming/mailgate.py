@@ -85,7 +85,7 @@ from espmail.incoming.forward import (
     request_recipients,
 )
 from espmail.incoming.handlers import HANDLERS, Directories, HandlerResult, user_address
-from espmail.incoming.identity import Sender, domain_of, identify_sender
+from espmail.incoming.identity import Sender, domain_of, identify_sender, within
 from espmail.incoming.notices import Refusal, refusal_notice
 from espmail.incoming.rules import RuleMatcher
 from espmail.incoming.settings import MailgateSettings, SpamPolicy
@@ -389,10 +389,7 @@ class Mailgate:
 
     def _own(self, address: str) -> bool:
         address = address.strip().lower()
-        domain = domain_of(address)
-        return bool(address) and (
-            address in self.site.own_addresses or domain == self.site.domain or domain.endswith("." + self.site.domain)
-        )
+        return bool(address) and (address in self.site.own_addresses or within(domain_of(address), self.site.domain))
 
     def _loop_free(self, delivery: _Delivery, parsed: EmailMessage, converted: ConvertedMail) -> bool:
         """Step 4: this site's List-Id, the system's own From or envelope, or this address's Delivered-To."""
