@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from espmail.domain.mail import Address
-from espmail.domain.outbox import DUE_SHARDS, OutboxRow, content_hash, recipient_key
+from espmail.domain.outbox import DUE_SHARDS, OutboxRow, recipient_key
 from espmail.storage.outbox import OutboxItem, OutboxRepository
 from tests.e2e.outgoing_support import tables
 
@@ -19,19 +19,15 @@ LEASE = timedelta(minutes=2)
 
 def row(n: int, *, priority: int = 5, due: datetime = NOW, request_id: str = "01JREQ") -> OutboxRow:
     email = f"kid{n}@example.net"
-    sender = Address("splash@esp.example.org")
     return OutboxRow(
         request_id=request_id,
         recipient=recipient_key(request_id, email),
         to=Address(email, f"Kid {n}"),
-        sender=sender,
+        sender=Address("splash@esp.example.org"),
         subject="s",
         text="t",
         created_at=due,
         next_attempt_at=due,
-        content_hash=content_hash(
-            sender=sender, reply_to=None, headers={}, subject="s", text="t", html=None, category=""
-        ),
         priority=priority,
         seq=n,
     )

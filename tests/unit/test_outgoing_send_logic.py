@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from espmail.domain.mail import Address
-from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, shards_for
+from espmail.domain.outbox import DUE_SHARDS, OutboxRow, RowKind, content_hash, shards_for
 from espmail.errors import InvalidInput
 from espmail.outgoing import send
 from espmail.outgoing.schedule import parse_scheduled_event
@@ -184,3 +184,15 @@ def test_a_calls_content_tags_are_found_in_none_of_its_rows(monkeypatch: pytest.
     monkeypatch.setattr("espmail.outgoing.send.secrets.token_hex", lambda _: next(tokens))
     rows = [personalised("a", "Hello a"), replace(personalised("b", "Hi"), html=f"<p>-espmail-html-{taken}-</p>")]
     assert send._tags(rows) == (f"-espmail-text-{fresh}-", f"-espmail-html-{fresh}-")
+
+
+def test_a_composed_rows_content_hash_comes_from_its_content_and_a_stored_one_is_kept() -> None:
+    composed = row("r1", "a", "")
+    assert composed.content_hash == content_hash(
+        sender=composed.sender, reply_to=None, headers={}, subject="s", text="t", html=None, category=""
+    )
+    assert replace(composed, recipient="b").content_hash == composed.content_hash
+    assert row("r1", "c", "").content_hash == composed.content_hash  # alike: may share a call
+    for change in ({"text": "u"}, {"html": "<p>t</p>"}, {"category": "other"}, {"headers": {"X-A": "1"}}):
+        assert replace(composed, content_hash="", **change).content_hash != composed.content_hash  # type: ignore[arg-type]
+    assert row("r1", "d", "stored").content_hash == "stored"

@@ -109,7 +109,7 @@ class OutboxRow:
     text: str
     created_at: datetime
     next_attempt_at: datetime
-    content_hash: str
+    content_hash: str = ""  # left empty when a row is composed: computed from its content (``content_hash``)
     html: str | None = None
     reply_to: Address | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -128,6 +128,19 @@ class OutboxRow:
     last_error: str = ""
     last_status: int | None = None
     expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            digest = content_hash(
+                sender=self.sender,
+                reply_to=self.reply_to,
+                headers=self.headers,
+                subject=self.subject,
+                text=self.text,
+                html=self.html,
+                category=self.category,
+            )
+            object.__setattr__(self, "content_hash", digest)
 
     @property
     def is_open(self) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from espmail.domain.mail import Address
 from espmail.domain.message_requests import MAX_PRIORITY, MessageRequest, RequestStatus
-from espmail.domain.outbox import OutboxRow, RowKind, content_hash, notice_key
+from espmail.domain.outbox import OutboxRow, RowKind, notice_key
 from espmail.observability import logger
 from espmail.outgoing.render import header_value
 from espmail.settings import SiteSettings
@@ -124,15 +124,6 @@ class Completion:
             headers=headers,
             created_at=now,
             next_attempt_at=now,
-            content_hash=content_hash(
-                sender=sender,
-                reply_to=None,
-                headers=headers,
-                subject=subject,
-                text=text,
-                html=None,
-                category=self._notice_category,
-            ),
             kind=RowKind.NOTICE,
             username=request.creator,
             recipient_kind="creator",

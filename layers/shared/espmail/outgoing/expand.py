@@ -45,7 +45,7 @@ from typing import Any, NoReturn
 
 from espmail.domain.mail import Address
 from espmail.domain.message_requests import MessageRequest, RequestCounts, RequestStatus, SendTo, sender_problem
-from espmail.domain.outbox import OutboxRow, RowKind, content_hash, recipient_key
+from espmail.domain.outbox import OutboxRow, RowKind, recipient_key
 from espmail.domain.people import Role, User
 from espmail.domain.recipients import Directory
 from espmail.errors import ConditionFailed, InvalidInput
@@ -372,7 +372,6 @@ class Expander:
         now: datetime,
     ) -> OutboxRow:
         rendered = templates.render(context)
-        category = self._settings.category
         return OutboxRow(
             request_id=request.request_id,
             recipient=recipient_key(request.request_id, email),
@@ -383,19 +382,10 @@ class Expander:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            content_hash=content_hash(
-                sender=request.sender,
-                reply_to=request.reply_to,
-                headers=request.headers,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                category=category,
-            ),
             kind=RowKind.BULK,
             username=user.username,
             recipient_kind=kind.value,
-            category=category,
+            category=self._settings.category,
             priority=request.priority,
             seq=seq,
             created_at=now,
