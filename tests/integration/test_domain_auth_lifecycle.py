@@ -79,6 +79,22 @@ def _sendgrid_cnames(mail_host: str, domain: str = SITE_DOMAIN) -> dict[tuple[st
     }
 
 
+def _existing_record(stack: Any, zone: str, name: str, record_type: str, value: str) -> None:
+    """A record the zone held before the resource came."""
+    record_set = {"Name": f"{name}.", "Type": record_type, "TTL": 300, "ResourceRecords": [{"Value": value}]}
+    stack.client("route53").change_resource_record_sets(
+        HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": record_set}]}
+    )
+
+
+def _authentication_made_by_hand(stack: Any) -> None:
+    """A SendGrid authentication of em.esp.example.org without automated security (MX and TXT records)."""
+    from espmail.transport.sendgrid_mailer import SendGridMailer
+
+    api = SendGridMailer(stack.sendgrid.api_key, host=stack.sendgrid.host).api
+    api.whitelabel.domains.post(request_body={"domain": SITE_DOMAIN, "subdomain": "em", "automatic_security": False})
+
+
 def test_create_writes_exactly_sendgrids_records_and_answers_with_the_domain(
     stack: Any, responses: CloudFormationResponses
 ) -> None:
@@ -217,22 +233,7 @@ def test_delete_removes_the_records_and_the_sendgrid_domain(
     stack: Any, responses: CloudFormationResponses, run: Callable[..., Any]
 ) -> None:
     zone = create_zone(stack)
-    stack.client("route53").change_resource_record_sets(
-        HostedZoneId=zone,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "CREATE",
-                    "ResourceRecordSet": {
-                        "Name": f"www.{SITE_DOMAIN}.",
-                        "Type": "A",
-                        "TTL": 300,
-                        "ResourceRecords": [{"Value": "192.0.2.10"}],
-                    },
-                }
-            ]
-        },
-    )
+    _existing_record(stack, zone, f"www.{SITE_DOMAIN}", "A", "192.0.2.10")
     created, deleted = responses.url(), responses.url()
     run(cfn_event("Create", properties(stack, zone), created))
     physical_id = responses.only(created)["PhysicalResourceId"]
@@ -344,26 +345,8 @@ def test_manual_security_records_are_written_as_route53_wants_them(
     """An authentication made by hand without automated security (MX and TXT records) is reused, and the
     apex TXT keeps the verification that was already there."""
     zone = create_zone(stack)
-    stack.client("route53").change_resource_record_sets(
-        HostedZoneId=zone,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "CREATE",
-                    "ResourceRecordSet": {
-                        "Name": f"{SITE_DOMAIN}.",
-                        "Type": "TXT",
-                        "TTL": 300,
-                        "ResourceRecords": [{"Value": '"google-site-verification=abc123"'}],
-                    },
-                }
-            ]
-        },
-    )
-    from espmail.transport.sendgrid_mailer import SendGridMailer
-
-    api = SendGridMailer(stack.sendgrid.api_key, host=stack.sendgrid.host).api
-    api.whitelabel.domains.post(request_body={"domain": SITE_DOMAIN, "subdomain": "em", "automatic_security": False})
+    _existing_record(stack, zone, SITE_DOMAIN, "TXT", '"google-site-verification=abc123"')
+    _authentication_made_by_hand(stack)
     created, deleted = responses.url(), responses.url()
 
     run(cfn_event("Create", properties(stack, zone, Subdomain="em"), created))
@@ -392,26 +375,8 @@ def test_a_second_spf_policy_is_refused_with_a_reason(
     stack: Any, responses: CloudFormationResponses, run: Callable[..., Any]
 ) -> None:
     zone = create_zone(stack)
-    stack.client("route53").change_resource_record_sets(
-        HostedZoneId=zone,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "CREATE",
-                    "ResourceRecordSet": {
-                        "Name": f"{SITE_DOMAIN}.",
-                        "Type": "TXT",
-                        "TTL": 300,
-                        "ResourceRecords": [{"Value": '"v=spf1 include:_spf.google.com ~all"'}],
-                    },
-                }
-            ]
-        },
-    )
-    from espmail.transport.sendgrid_mailer import SendGridMailer
-
-    api = SendGridMailer(stack.sendgrid.api_key, host=stack.sendgrid.host).api
-    api.whitelabel.domains.post(request_body={"domain": SITE_DOMAIN, "subdomain": "em", "automatic_security": False})
+    _existing_record(stack, zone, SITE_DOMAIN, "TXT", '"v=spf1 include:_spf.google.com ~all"')
+    _authentication_made_by_hand(stack)
     url = responses.url()
 
     run(cfn_event("Create", properties(stack, zone, Subdomain="em"), url))
