@@ -52,11 +52,16 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)
+
+
+def restore_environment(saved: Mapping[str, str | None]) -> None:
+    """Puts back the variables as they were (``None``: it was not set)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def invoke_handler(

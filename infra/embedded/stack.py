@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from embedded.aws import ACCOUNT, CREDENTIALS, REGION, MotoServer, client, create_resources, physical_names
-from embedded.lambda_runtime import invoke_handler
+from embedded.lambda_runtime import invoke_handler, restore_environment
 from embedded.sendgrid_double import SendGridDouble
 from embedded.template import Resolver, function_environment, template
 from espmail.bootstrap import forget_clients
@@ -69,11 +69,7 @@ class EmbeddedStack:
         self.sendgrid.stop()
         self.moto.stop()
         # Leave the process as it was: another stack (or none) may come next in the same process.
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(self._saved_env)
         self._saved_env.clear()
         forget_clients()
 
