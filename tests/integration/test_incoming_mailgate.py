@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from embedded.ses_inbound import InboundVerdicts
+from embedded.ses_inbound import Delivered, InboundVerdicts
 from embedded.smtp_gateway import invoke_async
 from espmail.domain.inbound import Decision, InboundStatus, RecipientDecision
 from espmail.domain.people import Role
@@ -100,9 +100,11 @@ def test_notices_can_be_turned_off(stack: Any) -> None:
     assert bodies(stack) == []
 
 
-def _claimed_by_another_delivery(stack: Any, mailgate: Mailgate, raw: bytes) -> tuple[SesReceipt, int]:
-    """The message delivered, and its list claimed as a delivery does it just before sending."""
-    delivered = deliver_to(stack, raw)
+def _claimed_by_another_delivery(
+    mailgate: Mailgate, delivered: Delivered, *, batches: int = 1, lease_until: int | None = None
+) -> tuple[SesReceipt, int]:
+    """The delivered message recorded, and its list claimed as a delivery does it just before sending
+    (under the lease the mailgate takes for ``batches`` requests, unless ``lease_until`` is given)."""
     (receipt,) = parse_ses_event(delivered.event)
     now = mailgate.clock()
     mailgate.log.begin(
@@ -115,8 +117,8 @@ def _claimed_by_another_delivery(stack: Any, mailgate: Mailgate, raw: bytes) -> 
         subject="",
         verdicts={},
     )
-    lease_until = mailgate._lease_until(1)
-    assert mailgate.log.claim_forward(receipt.message_id, LIST, batches=1, lease_until=lease_until, now=now)[0]
+    lease_until = mailgate._lease_until(batches) if lease_until is None else lease_until
+    assert mailgate.log.claim_forward(receipt.message_id, LIST, batches=batches, lease_until=lease_until, now=now)[0]
     return receipt, lease_until
 
 
@@ -126,7 +128,7 @@ def test_a_list_held_by_a_delivery_that_died_is_retried_and_sent_once_its_lease_
     seeded(stack)
     mailgate = _mailgate(stack)
     start = mailgate.clock()
-    receipt, lease_until = _claimed_by_another_delivery(stack, mailgate, message())
+    receipt, lease_until = _claimed_by_another_delivery(mailgate, deliver_to(stack, message()))
     mailgate.clock = lambda: start + timedelta(seconds=60)  # Lambda's first retry
 
     with pytest.raises(ListHeld) as raised:
@@ -155,7 +157,7 @@ def test_a_list_held_by_a_delivery_that_died_is_retried_and_sent_once_its_lease_
 def test_a_list_held_by_a_live_delivery_is_left_to_it_and_the_retry_finds_it_done(stack: Any) -> None:
     seeded(stack)
     mailgate = _mailgate(stack)
-    receipt, _ = _claimed_by_another_delivery(stack, mailgate, message())
+    receipt, _ = _claimed_by_another_delivery(mailgate, deliver_to(stack, message()))
 
     with pytest.raises(ListHeld):
         mailgate.receive(receipt)
@@ -182,20 +184,8 @@ def test_a_held_list_goes_to_the_failure_queue_and_the_redrive_sends_it_once_the
     seeded(stack)
     mailgate = _mailgate(stack)
     delivered = deliver_to(stack, message())
-    (receipt,) = parse_ses_event(delivered.event)
-    now = mailgate.clock()
-    mailgate.log.begin(
-        receipt.message_id,
-        received_at=now,
-        now=now,
-        source="",
-        recipients=receipt.recipients,
-        s3_key=delivered.key,
-        subject="",
-        verdicts={},
-    )
-    far = int(now.timestamp()) + 3600  # a holder that died with a long lease (a large list)
-    assert mailgate.log.claim_forward(receipt.message_id, LIST, batches=40, lease_until=far, now=now)[0]
+    far = int(mailgate.clock().timestamp()) + 3600  # a holder that died with a long lease (a large list)
+    receipt, _ = _claimed_by_another_delivery(mailgate, delivered, batches=40, lease_until=far)
 
     delivery = invoke_async(stack, "MailgateFunction", delivered.event, retry_delay=0)
 
