@@ -21,7 +21,8 @@ from typing import Any, Literal
 from espmail.mime import parse_message, safe_header, safe_header_all
 
 VerdictStatus = Literal["PASS", "FAIL", "GRAY", "PROCESSING_FAILED"]
-MAILGATE_ARN = "arn:aws:lambda:us-east-1:123456789012:function:MailgateFunction"
+MAILGATE = "MailgateFunction"  # the template's logical id of the function SES's Lambda action invokes
+MAILGATE_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{MAILGATE}"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 

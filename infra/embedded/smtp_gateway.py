@@ -30,11 +30,10 @@ from typing import Any, Protocol
 from aiosmtpd.controller import Controller
 
 from embedded.aws import free_port
-from embedded.ses_inbound import InboundVerdicts, deliver
+from embedded.ses_inbound import MAILGATE, InboundVerdicts, deliver
 
 log = logging.getLogger(__name__)
 
-MAILGATE = "MailgateFunction"
 RAW_MAIL_BUCKET = "RawMailBucket"
 SES_SIZE_LIMIT = 40 * 1024 * 1024  # what SES receiving accepts through the S3 action
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from embedded.ses_inbound import MAILGATE
 from espmail.domain.inbound import Decision
 from espmail_cli.context import CliContext
-
-MAILGATE = "MailgateFunction"
 
 
 def explain_address(obj: CliContext, address: str, sender: str) -> Decision:

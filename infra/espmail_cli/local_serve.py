@@ -86,7 +86,8 @@ class FunctionLoop:
                 next_run = time.monotonic() + self.every
 
     def deliver(self, received: Received) -> None:
-        from embedded.smtp_gateway import MAILGATE, invoke_async
+        from embedded.ses_inbound import MAILGATE
+        from embedded.smtp_gateway import invoke_async
 
         before = set(self.out_dir.glob("*.eml"))
         delivery = invoke_async(self.stack, MAILGATE, received.event)

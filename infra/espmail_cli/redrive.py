@@ -22,10 +22,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedded.ses_inbound import MAILGATE
 from espmail.errors import EspMailError
 from espmail_cli.context import Target
 
-MAILGATE = "MailgateFunction"
 FAILURE_QUEUE = "MailgateFailureQueue"
 VISIBILITY_SECONDS = 120  # hidden from other readers while this run replays it; released at the end
 

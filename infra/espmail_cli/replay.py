@@ -16,9 +16,8 @@ from typing import Any, TypeVar, get_args
 
 import click
 
-from embedded.ses_inbound import InboundVerdicts, VerdictStatus
+from embedded.ses_inbound import MAILGATE, InboundVerdicts, VerdictStatus
 
-MAILGATE = "MailgateFunction"
 DEFAULT_SENDER = "teacher_ruth"
 VERDICTS = list(get_args(VerdictStatus))
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,14 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from embedded.seed import SeededProgram
-from embedded.ses_inbound import deliver
+from embedded.ses_inbound import MAILGATE, deliver
 from embedded.stack import EmbeddedStack
 from espmail.domain.inbound import InboundRecord
 from espmail.settings import SiteSettings, TableNames
 from espmail.storage.inbound_log import InboundLog
 from espmail.storage.tables import bind_tables
 
-MAILGATE = "MailgateFunction"
 TEACHER = "teacher_ruth"
 CLASS_CODE = "E1234"
 STRANGER = "Win A Prize <promo@prizes.example.com>"
