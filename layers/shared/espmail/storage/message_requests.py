@@ -288,19 +288,27 @@ class MessageRequestRepository:
         ]
         if crashed:
             actions.append(MessageRequestItem.crashes.add(1))
+        claimed = self._update_if(
+            item,
+            actions,
+            (MessageRequestItem.pending == EXPAND)
+            & (MessageRequestItem.not_before <= now)
+            & MessageRequestItem.status.is_in(RequestStatus.PENDING.value, RequestStatus.EXPANDING.value),
+        )
+        if not claimed:
+            return None
+        return ExpansionClaim(to_domain(item), owner, item.checkpoint, lease_until)
+
+    def _update_if(self, item: MessageRequestItem, actions: list[Any], condition: Any) -> bool:
+        """One conditional update; False if its condition did not hold."""
         self.write_requests += 1
         try:
-            item.update(
-                actions=actions,
-                condition=(MessageRequestItem.pending == EXPAND)
-                & (MessageRequestItem.not_before <= now)
-                & MessageRequestItem.status.is_in(RequestStatus.PENDING.value, RequestStatus.EXPANDING.value),
-            )
+            item.update(actions=actions, condition=condition)
         except UpdateError as exc:
             if _condition_failed(exc):
-                return None
+                return False
             raise
-        return ExpansionClaim(to_domain(item), owner, item.checkpoint, lease_until)
+        return True
 
     def _leased_update(self, request_id: str, owner: str, actions: list[Any]) -> None:
         self.write_requests += 1
@@ -410,14 +418,7 @@ class MessageRequestRepository:
             condition &= MessageRequestItem.lease_owner == owner
         if expect:
             condition &= MessageRequestItem.status.is_in(*(s.value for s in expect))
-        self.write_requests += 1
-        try:
-            MessageRequestItem(request_id).update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_if(MessageRequestItem(request_id), actions, condition)
 
     # ------------------------------------------------------------------ sender
     def add_progress(self, request_id: str, sent: int, failed: int, now: datetime) -> Progress:
@@ -449,15 +450,11 @@ class MessageRequestRepository:
             return None
 
     def postpone_check(self, request_id: str, check_at: datetime) -> None:
-        self.write_requests += 1
-        try:
-            MessageRequestItem(request_id).update(
-                actions=[MessageRequestItem.not_before.set(check_at)],
-                condition=MessageRequestItem.pending == FINISH,
-            )
-        except UpdateError as exc:
-            if not _condition_failed(exc):
-                raise
+        self._update_if(
+            MessageRequestItem(request_id),
+            [MessageRequestItem.not_before.set(check_at)],
+            MessageRequestItem.pending == FINISH,
+        )
 
     def finalize(
         self,
@@ -481,18 +478,11 @@ class MessageRequestRepository:
         actions.append(
             MessageRequestItem.last_error.set(error[:2000]) if error else MessageRequestItem.last_error.remove()
         )
-        self.write_requests += 1
-        try:
-            MessageRequestItem(request_id).update(
-                actions=actions,
-                condition=(MessageRequestItem.status == RequestStatus.EXPANDED.value)
-                & (MessageRequestItem.round == round_number),
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            MessageRequestItem(request_id),
+            actions,
+            (MessageRequestItem.status == RequestStatus.EXPANDED.value) & (MessageRequestItem.round == round_number),
+        )
 
     def reopen(self, request_id: str, now: datetime, check_at: datetime) -> MessageRequest:
         """After failed rows were queued again: back to ``expanded`` in a new round."""
