@@ -11,8 +11,8 @@ from embedded.aws import table_request
 from embedded.template import Resolver, resources_of_type
 
 
-def _described_schema(description: dict[str, Any]) -> dict[str, Any]:
-    table = description["Table"]
+def _schema(table: dict[str, Any], billing: str) -> dict[str, Any]:
+    """Keys, attributes and indexes of a table (as DescribeTable gives it or as the template declares it)."""
     return {
         "keys": sorted((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]),
         "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]),
@@ -24,24 +24,17 @@ def _described_schema(description: dict[str, Any]) -> dict[str, Any]:
             )
             for gsi in table.get("GlobalSecondaryIndexes", [])
         ),
-        "billing": table.get("BillingModeSummary", {}).get("BillingMode", "PAY_PER_REQUEST"),
+        "billing": billing,
     }
+
+
+def _described_schema(description: dict[str, Any]) -> dict[str, Any]:
+    table = description["Table"]
+    return _schema(table, table.get("BillingModeSummary", {}).get("BillingMode", "PAY_PER_REQUEST"))
 
 
 def _declared_schema(properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "keys": sorted((k["AttributeName"], k["KeyType"]) for k in properties["KeySchema"]),
-        "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]),
-        "indexes": sorted(
-            (
-                gsi["IndexName"],
-                tuple(sorted((k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"])),
-                gsi["Projection"]["ProjectionType"],
-            )
-            for gsi in properties.get("GlobalSecondaryIndexes", [])
-        ),
-        "billing": properties.get("BillingMode", "PROVISIONED"),
-    }
+    return _schema(properties, properties.get("BillingMode", "PROVISIONED"))
 
 
 def test_every_table_of_the_template_exists_locally_with_its_declared_schema(stack: Any) -> None:
