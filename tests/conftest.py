@@ -40,3 +40,13 @@ def stack(_session_stack: Any) -> Any:
     """The embedded stack, empty but for what the template declares."""
     _session_stack.reset()
     return _session_stack
+
+
+@pytest.fixture
+def responses() -> Iterator[Any]:
+    """A local server standing in for CloudFormation's ResponseURL (custom resource tests): a
+    ``CloudFormationResponses`` that keeps every answer PUT to it."""
+    from tests.integration.domain_auth_support import CloudFormationResponses
+
+    with CloudFormationResponses() as server:
+        yield server

@@ -3,21 +3,12 @@ set, never replaces another active set unless allowed, and deactivates on Delete
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.integration.domain_auth_support import RULE_SET_FUNCTION, CloudFormationResponses, cfn_event
 
 RULE_SET = "InboundReceiptRuleSet"  # created by the embedded stack from template.yaml
 LOGICAL_ID = "ActiveReceiptRuleSet"
-
-
-@pytest.fixture
-def responses() -> Iterator[CloudFormationResponses]:
-    with CloudFormationResponses() as server:
-        yield server
 
 
 def _active(stack: Any) -> str | None:

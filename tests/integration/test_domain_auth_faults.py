@@ -5,7 +5,7 @@ CloudFormation exactly once, with a reason a person can act on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -30,12 +30,6 @@ from tests.integration.domain_auth_support import (
 )
 
 DOMAINS = "/v3/whitelabel/domains"
-
-
-@pytest.fixture
-def responses() -> Iterator[CloudFormationResponses]:
-    with CloudFormationResponses() as server:
-        yield server
 
 
 @dataclass

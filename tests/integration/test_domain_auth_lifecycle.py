@@ -5,7 +5,7 @@ the SendGrid double's domain endpoints and a local server standing in for CloudF
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -27,12 +27,6 @@ from tests.integration.domain_auth_support import (
 )
 
 DOUBLE_TARGET = "u4242001.wl1.sendgrid.net"
-
-
-@pytest.fixture
-def responses() -> Iterator[CloudFormationResponses]:
-    with CloudFormationResponses() as server:
-        yield server
 
 
 @pytest.fixture

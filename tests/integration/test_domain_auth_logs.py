@@ -23,12 +23,6 @@ from tests.integration.domain_auth_support import (
 
 
 @pytest.fixture
-def responses() -> Iterator[CloudFormationResponses]:
-    with CloudFormationResponses() as server:
-        yield server
-
-
-@pytest.fixture
 def powertools_output() -> Iterator[io.StringIO]:
     """Everything the project's Powertools logger writes, at DEBUG, formatted as it is in CloudWatch."""
     log = logger()
