@@ -36,9 +36,10 @@ class DirectoryPages:
         raise ValueError(f"unknown part kind {part.kind!r}")
 
     def _with_users(self, usernames: list[str], next_position: str | None) -> UserPage:
-        found = {user.username: user for user in self._users.get_many(usernames)}
-        users = [found[name] for name in dict.fromkeys(usernames) if name in found]
-        missing = [name for name in dict.fromkeys(usernames) if name not in found]
+        distinct = list(dict.fromkeys(usernames))
+        found = {user.username: user for user in self._users.get_many(distinct)}
+        users = [found[name] for name in distinct if name in found]
+        missing = [name for name in distinct if name not in found]
         return UserPage(users, missing, next_position)
 
     def _group_page(self, part: Part, position: str | None, size: int) -> UserPage:
