@@ -89,7 +89,7 @@ class FunctionLoop:
         from embedded.ses_inbound import MAILGATE
         from embedded.smtp_gateway import invoke_async
 
-        before = set(self.out_dir.glob("*.eml"))
+        already = len(self.stack.sendgrid.accepted)
         delivery = invoke_async(self.stack, MAILGATE, received.event)
         if not delivery.ok:
             where = "its on-failure queue" if delivery.failure_queue_url else "nowhere (no on-failure queue)"
@@ -99,7 +99,7 @@ class FunctionLoop:
             )
             return
         self.report_decisions(received.message_id)
-        written = sorted(set(self.out_dir.glob("*.eml")) - before)
+        written = sorted(path for mail in self.stack.sendgrid.accepted[already:] for path in mail.eml_paths)
         if written:
             self.console.print(f"  {len(written)} .eml written to {self.out_dir}/ (e.g. {written[0].name})")
 

@@ -126,6 +126,7 @@ def test_a_message_sent_over_smtp_is_forwarded_as_eml_files_and_ctrl_c_stops_cle
 
     assert process.returncode == 0, output
     assert "e1234-class@esp.example.org: forwarded to 11 people (rule class-list)" in output
+    assert "11 .eml written to" in output
     assert "stopped" in output
     assert "Traceback" not in output
     assert not state_file.exists()
