@@ -47,9 +47,8 @@ def lists_check(obj: CliContext) -> None:
             problems.append(judged)
         else:
             good_rules.append(judged)
-    redirect_count = 0
-    for item in sorted(_redirects(obj).raw_items(), key=lambda i: str(i.get("original", ""))):
-        redirect_count += 1
+    redirect_items = sorted(_redirects(obj).raw_items(), key=lambda i: str(i.get("original", "")))
+    for item in redirect_items:
         judged_redirect = check_redirect_item(item, site.domain)
         if isinstance(judged_redirect, RuleProblem):
             problems.append(judged_redirect)
@@ -72,7 +71,7 @@ def lists_check(obj: CliContext) -> None:
         obj.console.print(f"[yellow]note:[/] {note}")
     for problem in problems:
         obj.console.print(f"[red]✗[/] {problem.item}: {problem.field} {problem.problem}\n    fix: {problem.fix}")
-    summary = f"{len(rule_items)} list rules, {redirect_count} redirects: {len(problems)} problems"
+    summary = f"{len(rule_items)} list rules, {len(redirect_items)} redirects: {len(problems)} problems"
     if problems:
         raise Failure(summary)
     obj.console.print(f"[green]✓[/] {summary}")
