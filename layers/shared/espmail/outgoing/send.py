@@ -64,7 +64,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -146,19 +146,7 @@ class SendReport:
     finished: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "claimed": self.claimed,
-            "sent": self.sent,
-            "failed": self.failed,
-            "retried": self.retried,
-            "cancelled": self.cancelled,
-            "calls": self.calls,
-            "shards": self.shards,
-            "busy_shards": self.busy_shards,
-            "lost_leases": self.lost_leases,
-            "stopped": self.stopped,
-            "finished": list(self.finished),
-        }
+        return asdict(self)
 
 
 def display_name(name: str) -> str:
