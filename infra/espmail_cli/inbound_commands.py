@@ -6,14 +6,13 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import click
-from rich.table import Table
 
 from espmail.domain.inbound import InboundRecord
 from espmail.errors import InvalidInput, NotFound
 from espmail.settings import EnvReader
 from espmail.storage.inbound_log import InboundLog
 from espmail_cli.context import CliContext, pass_cli
-from espmail_cli.output import Failure, table
+from espmail_cli.output import Failure, facts, table
 
 _AGO = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -58,9 +57,6 @@ def inbound_show(obj: CliContext, message_id: str) -> None:
 
 
 def show_record(obj: CliContext, record: InboundRecord) -> None:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
     sender = record.from_address or record.source
     who = f"{record.sender_username} (authenticated)" if record.sender_username and record.authenticated else ""
     if not who:
@@ -83,9 +79,7 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
         rows.append(("notice to sender", record.notice))
     if record.last_error:
         rows.append(("last error", record.last_error))
-    for name, value in rows:
-        facts.add_row(name, value)
-    obj.console.print(facts)
+    obj.console.print(facts(rows))
     obj.console.print(
         table(
             "Decision per recipient address",

@@ -8,6 +8,7 @@ from rich.table import Table
 from embedded.ses_inbound import MAILGATE
 from espmail.domain.inbound import Decision
 from espmail_cli.context import CliContext
+from espmail_cli.output import facts
 
 
 def explain_address(obj: CliContext, address: str, sender: str) -> Decision:
@@ -18,21 +19,20 @@ def explain_address(obj: CliContext, address: str, sender: str) -> Decision:
     settings = MailgateSettings.from_env(target.environment(MAILGATE))
     mailgate = build_mailgate(settings, dynamodb=target.client("dynamodb"), s3=target.client("s3"))
     resolution = mailgate.explain(address, sender)
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
     colour = {Decision.FORWARDED: "green", Decision.REFUSED: "yellow"}.get(resolution.decision, "red")
-    facts.add_row("address", resolution.address)
-    facts.add_row("from", sender)
-    facts.add_row("decision", f"[{colour}]{resolution.decision.value}[/]")
-    facts.add_row("why", resolution.reason or "-")
+    rows = [
+        ("address", resolution.address),
+        ("from", sender),
+        ("decision", f"[{colour}]{resolution.decision.value}[/]"),
+        ("why", resolution.reason or "-"),
+    ]
     if resolution.rule is not None:
-        facts.add_row("rule", f"{resolution.rule.name} (seq {resolution.rule.seq}, {resolution.rule.handler.value})")
+        rows.append(("rule", f"{resolution.rule.name} (seq {resolution.rule.seq}, {resolution.rule.handler.value})"))
     if resolution.list_id:
-        facts.add_row("List-Id", resolution.list_id)
+        rows.append(("List-Id", resolution.list_id))
     if resolution.decision is Decision.FORWARDED:
-        facts.add_row("would reach", f"{len(resolution.recipients)} addresses")
-    obj.console.print(facts)
+        rows.append(("would reach", f"{len(resolution.recipients)} addresses"))
+    obj.console.print(facts(rows))
     if resolution.recipients:
         people = Table(title="Recipients", title_justify="left")
         people.add_column("name")

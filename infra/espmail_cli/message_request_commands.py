@@ -31,7 +31,7 @@ from espmail.outgoing.requests import MessageRequest, RequestStatus, sendto_text
 from espmail.outgoing.requests_service import MessageRequestService
 from espmail.settings import EnvReader, SiteSettings, TableNames
 from espmail_cli.context import CliContext, pass_cli
-from espmail_cli.output import table
+from espmail_cli.output import facts, table
 
 SENDING = (RequestStatus.EXPANDING, RequestStatus.EXPANDED)
 
@@ -100,9 +100,6 @@ def _headers(values: Sequence[str]) -> dict[str, str]:
 
 
 def _facts(request: MessageRequest) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
     counts = request.counts
     rows = [
         ("request", request.request_id),
@@ -125,9 +122,7 @@ def _facts(request: MessageRequest) -> Table:
         rows.append(("retries", f"failed rows requeued {request.round} time(s)"))
     if request.last_error:
         rows.append(("last error", request.last_error))
-    for name, value in rows:
-        grid.add_row(name, value)
-    return grid
+    return facts(rows)
 
 
 @click.group()

@@ -59,6 +59,16 @@ class EspMailGroup(click.Group):
 IDENTIFIERS = frozenset({"request", "message id", "SES message id", "address", "received"})
 
 
+def facts(rows: Iterable[tuple[str, str]]) -> Table:
+    """Name and value pairs, one per line, the names in bold (what a ``show`` command prints first)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """Identifiers are never wrapped (they are copied into the next command); other columns fold."""
     out = Table(title=title, title_justify="left", show_lines=False)
