@@ -282,10 +282,6 @@ class _ShardLease:
                 return True
             return self.take(renew=True) and self.remaining() >= seconds
 
-    def renew(self) -> bool:
-        with self._lock:
-            return not self.lost and self.take(renew=True)
-
 
 class Sender:
     def __init__(
