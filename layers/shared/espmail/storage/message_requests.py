@@ -443,12 +443,6 @@ class MessageRequestRepository:
             )
         ]
 
-    def progress(self, request_id: str) -> Progress | None:
-        try:
-            return _progress(MessageRequestItem.get(request_id, consistent_read=True))
-        except MessageRequestItem.DoesNotExist:
-            return None
-
     def postpone_check(self, request_id: str, check_at: datetime) -> None:
         self._update_if(
             MessageRequestItem(request_id),
