@@ -260,7 +260,7 @@ def _follow(
         with progress:
             first = request.counts.sent + request.counts.failed
             task = progress.add_task(request.status.value, total=request.counts.total or None, first=first)
-            while not request.is_final and (request.status in SENDING or _due(request)):
+            while _in_progress(request):
                 time.sleep(interval)
                 request = requests_service.get_request(request.request_id)
                 done = request.counts.sent + request.counts.failed
@@ -275,8 +275,10 @@ def _follow(
     return request
 
 
-def _due(request: MessageRequest) -> bool:
-    return request.status is RequestStatus.PENDING and request.not_before <= datetime.now(UTC)
+def _in_progress(request: MessageRequest) -> bool:
+    """Not final, and being sent or due to be: what ``show`` follows with its bar."""
+    due = request.status is RequestStatus.PENDING and request.not_before <= datetime.now(UTC)
+    return not request.is_final and (request.status in SENDING or due)
 
 
 @requests.command("show")
@@ -306,7 +308,7 @@ def requests_show(obj: CliContext, request_id: str, once: bool, interval: float,
 
     requests_service = service(obj)
     request = requests_service.get_request(request_id.strip())
-    if not once and not request.is_final and (request.status in SENDING or _due(request)):
+    if not once and _in_progress(request):
         request = _follow(obj, requests_service, request, interval)
     obj.console.print(_facts(request))
     if request.counts.failed and failure_limit:
