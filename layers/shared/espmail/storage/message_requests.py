@@ -190,7 +190,6 @@ class Progress:
     total: int | None
     sent: int
     failed: int
-    round: int
 
     @property
     def looks_done(self) -> bool:
@@ -523,5 +522,4 @@ def _progress(item: MessageRequestItem) -> Progress:
         total=int(item.total) if item.total is not None else None,
         sent=int(item.sent or 0),
         failed=int(item.failed or 0),
-        round=int(item.round or 0),
     )
