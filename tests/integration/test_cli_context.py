@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from embedded.aws import queue_url
 from embedded.smtp_gateway import SmtpGateway
 from embedded.stack import LOCAL_PARAMETERS, SITE_DOMAIN
 from embedded.template import function_environment, resources_of_type, template
@@ -85,9 +86,10 @@ def test_local_redrive_runs_the_mailgate_in_this_process_with_the_served_environ
         mail_from=RUTH,
         recipients=["M2345-class@esp.example.org"],
     )
-    sqs = stack.client("sqs")
-    queue_url = sqs.get_queue_url(QueueName=stack.name("MailgateFailureQueue"))["QueueUrl"]
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"requestPayload": events[0].event}))
+    stack.client("sqs").send_message(
+        QueueUrl=queue_url(stack.endpoint, stack.name("MailgateFailureQueue")),
+        MessageBody=json.dumps({"requestPayload": events[0].event}),
+    )
 
     result = run_plain("--local", "--state-file", str(state_file), "inbound", "redrive")
 
@@ -152,7 +154,7 @@ def _deploy_outputs_only_stack(stack: Any, name: str) -> None:
             kind = tpl["Resources"][ref]["Type"]
             physical = stack.name(ref)
             if kind == "AWS::SQS::Queue":
-                physical = stack.client("sqs").get_queue_url(QueueName=physical)["QueueUrl"]
+                physical = queue_url(stack.endpoint, physical)
             outputs[key] = {"Value": physical}
     body = {
         "Parameters": parameters,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from embedded.aws import queue_url
 from embedded.smtp_gateway import SmtpGateway
 from embedded.stack import SITE_DOMAIN
 from tests.integration.cli_support import RUTH, assert_one_line_error, message, run, seeded
@@ -22,7 +23,7 @@ def gateway(stack: Any) -> Iterator[SmtpGateway]:
 
 
 def _queue(stack: Any) -> str:
-    return str(stack.client("sqs").get_queue_url(QueueName=stack.name("MailgateFailureQueue"))["QueueUrl"])
+    return queue_url(stack.endpoint, stack.name("MailgateFailureQueue"))
 
 
 def _queued(stack: Any) -> list[str]:
