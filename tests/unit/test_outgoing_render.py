@@ -217,3 +217,24 @@ def test_the_sandboxes_are_built_on_first_use_not_at_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["0", "2"]  # none at import; then one each for text and HTML, kept
+
+
+def test_an_html_body_alike_for_every_recipient_is_converted_to_text_once() -> None:
+    from espmail.outgoing.render import html_to_text
+
+    templates = MessageTemplates.compile("Hi {{ user.first_name }}", "<p>Lasers at <b>10</b>.</p>", BodyFormat.HTML)
+    copies = []
+    html_to_text.cache_clear()
+    for user in (ADA, User("ben200", 200, "ben200@students.example.net", "Ben", "Ode", frozenset({Role.STUDENT}))):
+        context = template_context(
+            request=request(),
+            site=SITE,
+            user=user,
+            recipient_email=user.email,
+            recipient_name=user.name,
+            kind=SendTo.SELF,
+        )
+        copies.append(templates.render(context))
+    assert [c.subject for c in copies] == ["Hi Ada", "Hi Ben"]
+    assert copies[0].text == copies[1].text == "Lasers at **10**.\n"
+    assert (html_to_text.cache_info().misses, html_to_text.cache_info().hits) == (1, 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
@@ -84,8 +84,10 @@ def header_value(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     return single[:limit].rstrip()
 
 
+@lru_cache(maxsize=1)
 def html_to_text(html: str) -> str:
-    """The plain-text alternative of an HTML body."""
+    """The plain-text alternative of an HTML body. The last one is kept: the copies of a request whose body
+    is the same for every recipient are converted once, not once each (milliseconds a copy)."""
     import html2text
 
     converter = html2text.HTML2Text()
