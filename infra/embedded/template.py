@@ -54,6 +54,13 @@ def resources_of_type(tpl: Mapping[str, Any], resource_type: str) -> dict[str, d
     return {name: body for name, body in tpl.get("Resources", {}).items() if body.get("Type") == resource_type}
 
 
+def parameter_value(tpl: Mapping[str, Any], name: str, value: Any) -> Any:
+    """A parameter's value as ``Ref`` gives it: a ``CommaDelimitedList``'s text becomes its list of items."""
+    if tpl.get("Parameters", {}).get(name, {}).get("Type") == "CommaDelimitedList" and isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
 class Resolver:
     """Resolves intrinsic functions against local parameter values and local physical names."""
 
@@ -82,10 +89,7 @@ class Resolver:
         spec = self.tpl.get("Parameters", {}).get(name)
         if spec is None:
             raise KeyError(f"template has no parameter or resource named {name}")
-        value = spec.get("Default")
-        if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+        return parameter_value(self.tpl, name, spec.get("Default"))
 
     def ref(self, name: str) -> Any:
         if name in self.pseudo:

@@ -196,7 +196,7 @@ class DeployedTarget:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from embedded.template import template
+        from embedded.template import parameter_value, template
 
         session = session or boto3.Session(region_name=region)
         cloudformation = session.client("cloudformation", region_name=region)
@@ -216,11 +216,8 @@ class DeployedTarget:
         tpl = template()
         parameters: dict[str, Any] = {}
         for parameter in described.get("Parameters", []):
-            key = parameter["ParameterKey"]
-            value: Any = parameter.get("ResolvedValue", parameter.get("ParameterValue", ""))
-            if tpl.get("Parameters", {}).get(key, {}).get("Type") == "CommaDelimitedList":
-                value = [v.strip() for v in str(value).split(",") if v.strip()]
-            parameters[key] = value
+            key, value = parameter["ParameterKey"], parameter.get("ResolvedValue", parameter.get("ParameterValue", ""))
+            parameters[key] = parameter_value(tpl, key, value)
         outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
         physical = physical_names_from_outputs(tpl, outputs)
         account = str(described.get("StackId", "")).split(":")[4] if described.get("StackId") else ""
