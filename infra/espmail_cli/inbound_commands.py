@@ -9,7 +9,7 @@ import click
 
 from espmail.domain.inbound import InboundRecord
 from espmail.errors import InvalidInput, NotFound
-from espmail.settings import EnvReader
+from espmail.settings import EnvReader, retention_days
 from espmail.storage.inbound_log import InboundLog
 from espmail_cli.context import CliContext, pass_cli
 from espmail_cli.output import Failure, facts, table
@@ -34,8 +34,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 def _log(obj: CliContext) -> InboundLog:
     obj.bind_tables()
-    days = EnvReader(obj.target.environment()).integer("SENT_RETENTION_DAYS", 90, minimum=1)
-    return InboundLog(retention=timedelta(days=days))
+    return InboundLog(retention=timedelta(days=retention_days(EnvReader(obj.target.environment()))))
 
 
 @click.group()

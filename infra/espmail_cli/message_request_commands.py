@@ -29,7 +29,7 @@ from rich.text import Text
 from espmail.errors import InvalidInput
 from espmail.outgoing.requests import MessageRequest, RequestStatus, sendto_text
 from espmail.outgoing.requests_service import MessageRequestService
-from espmail.settings import EnvReader, SiteSettings, TableNames
+from espmail.settings import EnvReader, SiteSettings, TableNames, retention_days
 from espmail_cli.context import CliContext, pass_cli
 from espmail_cli.output import facts, table
 
@@ -40,8 +40,7 @@ def service(obj: CliContext) -> MessageRequestService:
     from espmail.outgoing.wiring import request_service
 
     env = obj.target.environment()
-    retention = EnvReader(env).integer("SENT_RETENTION_DAYS", 90, minimum=1)
-    return request_service(SiteSettings.from_env(env), TableNames.from_env(env), retention)
+    return request_service(SiteSettings.from_env(env), TableNames.from_env(env), retention_days(EnvReader(env)))
 
 
 def _read_text(path: str, option: str) -> str:
