@@ -24,7 +24,7 @@ from typing import Any
 
 from espmail.domain.mail import Attachment, MailMessage, Personalization, SendReceipt
 from espmail.errors import MailTransportError, PermanentSendError, RetryableSendError
-from espmail.settings import DEFAULT_SENDGRID_HOST
+from espmail.settings import DEFAULT_SENDGRID_HOST, DEFAULT_SENDGRID_TIMEOUT_SECONDS
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
@@ -229,7 +229,7 @@ class SendGridMailer:
         api_key: str,
         *,
         host: str = DEFAULT_SENDGRID_HOST,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_SENDGRID_TIMEOUT_SECONDS,
         client: Any | None = None,
     ) -> None:
         if client is None:
