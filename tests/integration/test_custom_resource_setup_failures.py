@@ -3,19 +3,11 @@ reason), so a stack never waits for CloudFormation's timeout."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import active_receipt_rule_set
 from sendgrid_domain_auth import handler as domain_auth_handler
 from tests.integration.domain_auth_support import CloudFormationResponses, cfn_event, context
-
-
-@pytest.fixture
-def responses() -> Iterator[CloudFormationResponses]:
-    with CloudFormationResponses() as server:
-        yield server
 
 
 def test_domain_authentication_with_a_broken_setting_answers_failed(
