@@ -32,12 +32,11 @@ def final_status(sent: int, failed: int) -> RequestStatus:
 
 
 def notice_text(request: MessageRequest, tally: RowTally, site: SiteSettings) -> str:
-    total = tally.sent + tally.failed
     lines = [
         f"Your message request {request.request_id} has finished.",
         "",
         f"  Subject:  {header_value(request.subject)}",
-        f"  Sent:     {tally.sent} of {total}",
+        f"  Sent:     {tally.sent} of {tally.answered}",
         f"  Failed:   {tally.failed}",
         f"  Skipped:  {request.counts.skipped} (users without a usable address, inactive or opted out)",
         "",
@@ -86,7 +85,7 @@ class Completion:
         status = final_status(tally.sent, tally.failed)
         error = ""
         if tally.failed:
-            error = f"{tally.failed} of {tally.sent + tally.failed} recipients failed"
+            error = f"{tally.failed} of {tally.answered} recipients failed"
             if self._outbox.add_if_absent(self._notice(request, tally, now)):
                 logger().info("failure notice queued", extra={"request_id": request_id, "failed": tally.failed})
         if not self._requests.finalize(request_id, request.round, status, tally.sent, tally.failed, error, now):
@@ -108,9 +107,8 @@ class Completion:
             )
             to = Address(self._site.support_address, f"{self._site.name} support")
         sender = Address(self._site.support_address, f"{self._site.name} mail")
-        total = tally.sent + tally.failed
         subject = header_value(
-            f"[{self._site.name}] {tally.failed} of {total} messages not delivered: {request.subject}"
+            f"[{self._site.name}] {tally.failed} of {tally.answered} messages not delivered: {request.subject}"
         )
         text = notice_text(request, tally, self._site)
         headers = {"Auto-Submitted": "auto-generated", "X-ESPMail-Request": request.request_id}

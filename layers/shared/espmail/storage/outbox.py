@@ -280,6 +280,11 @@ class RowTally:
     def open(self) -> int:
         return self.queued + self.sending
 
+    @property
+    def answered(self) -> int:
+        """Rows sent or failed for good: what the request's final counts are out of."""
+        return self.sent + self.failed
+
 
 class OutboxRepository:
     """Data access for outbox rows. ``write_requests`` counts the DynamoDB write requests it made."""
