@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from espmail.domain.people import Group, GroupKind, Role, User
 from espmail.domain.recipients import Part, UserPage
 from espmail.outgoing.expand import Expander
 from espmail.outgoing.settings import ExpanderSettings
+from espmail.storage.groups import META, GroupItem, GroupRepository
 from espmail.storage.message_requests import MessageRequestItem, MessageRequestRepository
 from espmail.storage.outbox import OutboxItem, OutboxRepository
 from espmail.storage.recipient_pages import DirectoryPages
@@ -63,8 +65,8 @@ class DynamoDBCalls:
 class ThousandStudents:
     """A directory of one group of 1,000 students, in memory: this test counts writes, not reads."""
 
-    def group(self, code: str) -> Group | None:
-        return Group(code, GroupKind.SECTION) if code == "BIG1" else None
+    def groups(self, codes: Iterable[str]) -> dict[str, Group]:
+        return {code: Group(code, GroupKind.SECTION) for code in codes if code == "BIG1"}
 
     def page(self, part: Part, position: str | None, size: int) -> UserPage:
         start = int(position or 0)
@@ -117,11 +119,19 @@ class CrashingOutbox(OutboxRepository):
         super().put_batch(rows)
 
 
-def test_a_run_that_dies_mid_way_is_resumed_without_writing_a_row_twice_or_resetting_a_sent_row(stack: Any) -> None:
+@pytest.mark.parametrize("checkpoint", ["with its plan", "from before plans were kept"])
+def test_a_run_that_dies_mid_way_is_resumed_without_writing_a_row_twice_or_resetting_a_sent_row(
+    stack: Any, checkpoint: str
+) -> None:
     program = seed(tables(stack), stack.client("dynamodb"), sample_program(students_per_section=20))
     created = put_unchecked(stack, recipients=["E1234:class", "M2345:class"], sendto="self+guardian")
     everyone = {u for section in ("E1234s1", "E1234s2", "M2345s1") for u in program.members_of(section)}
     expected = {u.email.lower() for u in everyone} | {u.guardian_email.lower() for u in everyone if u.guardian_email}
+
+    older = checkpoint == "from before plans were kept"
+    if older:  # groups written before the class index: the first run reads the class and each section apart
+        for group in program.groups:
+            GroupItem(code=group.code, member=META).update(actions=[GroupItem.members_class.remove()])
 
     # Checkpoint every 30 rows, batches of 25: the crash after 3 batches leaves rows past the checkpoint.
     first = expander(stack, CrashingOutbox(after_batches=3), EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="30")
@@ -133,6 +143,17 @@ def test_a_run_that_dies_mid_way_is_resumed_without_writing_a_row_twice_or_reset
     assert stored.status is RequestStatus.EXPANDING
     item = MessageRequestItem.get(created.request_id)
     assert 0 < item.checkpoint["seq"] < len(written) < len(expected)  # rows written past the last checkpoint
+    if not older:  # the plan: each class and its sections through the class index, one part each
+        assert item.checkpoint["plan"] == [
+            ["class", "E1234", ["student", "teacher"], ["E1234", "E1234s1", "E1234s2"]],
+            ["class", "M2345", ["student", "teacher"], ["M2345", "M2345s1"]],
+        ]
+    else:  # a checkpoint without its plan; the groups are indexed meanwhile (imported again)
+        kept = {key: value for key, value in item.checkpoint.items() if key != "plan"}
+        item.update(actions=[MessageRequestItem.checkpoint.set(kept)])
+        for group in program.groups:
+            GroupRepository().put_group(group)
+        assert GroupRepository().get("E1234s1").members_class == "E1234"  # type: ignore[union-attr]
 
     # Meanwhile the sender sends some of them (simulated: marked sent as the sender would).
     now = datetime.now(UTC)

@@ -3,6 +3,8 @@ that resumes where it stopped, and recipient keys."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,7 +15,15 @@ from espmail.domain.message_requests import SendTo, parse_recipient_spec
 from espmail.domain.outbox import recipient_key
 from espmail.domain.people import Group, GroupKind, Role, User
 from espmail.domain.recipients import Part, UserPage
-from espmail.outgoing.recipients import Position, UnknownGroup, addresses_of, pages, plan_parts
+from espmail.outgoing.recipients import (
+    Position,
+    UnknownGroup,
+    addresses_of,
+    pages,
+    plan_from_json,
+    plan_parts,
+    plan_to_json,
+)
 
 ALL = frozenset({SendTo.SELF, SendTo.GUARDIAN, SendTo.EMERGENCY})
 
@@ -65,16 +75,21 @@ def test_an_address_repeated_within_one_user_is_sent_once() -> None:
 
 @dataclass
 class FakeDirectory:
-    groups: dict[str, Group] = field(default_factory=dict)
+    catalog: dict[str, Group] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     reads: list[tuple[str, str | None]] = field(default_factory=list)
 
-    def group(self, code: str) -> Group | None:
-        return self.groups.get(code)
+    def groups(self, codes: Iterable[str]) -> dict[str, Group]:
+        return {code: self.catalog[code] for code in codes if code in self.catalog}
 
     def page(self, part: Part, position: str | None, size: int) -> UserPage:
         self.reads.append((part.code or part.kind, position))
-        names = self.members.get(part.code, []) if part.kind == "group" else list(part.usernames)
+        if part.kind == "group":
+            names = self.members.get(part.code, [])
+        elif part.kind == "class":
+            names = [n for code in part.groups for n in self.members.get(code, [])]
+        else:
+            names = list(part.usernames)
         offset = int(position or 0)
         chunk = names[offset : offset + size]
         following = offset + size
@@ -83,18 +98,23 @@ class FakeDirectory:
         return UserPage(users, missing, str(following) if following < len(names) else None)
 
 
-def directory() -> FakeDirectory:
+def directory(indexed: tuple[str, ...] = ()) -> FakeDirectory:
+    """Class E1234 with two sections; the codes in ``indexed`` say their members are indexed under E1234."""
+
+    def under(code: str) -> str:
+        return "E1234" if code in indexed else ""
+
     return FakeDirectory(
-        groups={
-            "E1234": Group("E1234", GroupKind.CLASS, sections=("E1234s1", "E1234s2")),
-            "E1234s1": Group("E1234s1", GroupKind.SECTION, class_code="E1234"),
-            "E1234s2": Group("E1234s2", GroupKind.SECTION, class_code="E1234"),
+        catalog={
+            "E1234": Group("E1234", GroupKind.CLASS, sections=("E1234s1", "E1234s2"), members_class=under("E1234")),
+            "E1234s1": Group("E1234s1", GroupKind.SECTION, class_code="E1234", members_class=under("E1234s1")),
+            "E1234s2": Group("E1234s2", GroupKind.SECTION, class_code="E1234", members_class=under("E1234s2")),
         },
         members={"E1234s1": ["a", "b", "c"], "E1234s2": ["d", "ghost1"]},
     )
 
 
-def test_a_class_is_planned_as_itself_and_each_of_its_sections() -> None:
+def test_a_class_not_indexed_is_planned_as_itself_and_each_of_its_sections() -> None:
     parts = plan_parts(parse_recipient_spec(["E1234:students", "user:zed", "role:admin"]), directory())
     assert [(p.kind, p.code, p.roles) for p in parts] == [
         ("group", "E1234", (Role.STUDENT,)),
@@ -103,6 +123,42 @@ def test_a_class_is_planned_as_itself_and_each_of_its_sections() -> None:
         ("users", "", ()),
         ("roles", "", (Role.ADMIN,)),
     ]
+
+
+def test_a_class_indexed_throughout_is_one_part_and_the_rest_are_read_group_by_group() -> None:
+    whole = plan_parts(parse_recipient_spec(["E1234:class"]), directory(("E1234", "E1234s1", "E1234s2")))
+    assert [(p.kind, p.code, p.groups) for p in whole] == [("class", "E1234", ("E1234", "E1234s1", "E1234s2"))]
+    partly = plan_parts(parse_recipient_spec(["E1234:class"]), directory(("E1234s1",)))
+    assert [(p.kind, p.code, p.groups) for p in partly] == [
+        ("class", "E1234", ("E1234s1",)),
+        ("group", "E1234", ()),
+        ("group", "E1234s2", ()),
+    ]
+    legacy = plan_parts(parse_recipient_spec(["E1234:class"]), directory(("E1234", "E1234s1")), by_class=False)
+    assert [(p.kind, p.code) for p in legacy] == [("group", "E1234"), ("group", "E1234s1"), ("group", "E1234s2")]
+
+
+def test_a_section_indexed_under_another_class_is_read_on_its_own() -> None:
+    fake = directory(("E1234", "E1234s1", "E1234s2"))
+    fake.catalog["E1234s2"] = Group("E1234s2", GroupKind.SECTION, class_code="M2345", members_class="M2345")
+    parts = plan_parts(parse_recipient_spec(["E1234:class"]), fake)
+    assert [(p.kind, p.code, p.groups) for p in parts] == [
+        ("class", "E1234", ("E1234", "E1234s1")),
+        ("group", "E1234s2", ()),
+    ]
+
+
+@given(st.sets(st.sampled_from(["E1234", "E1234s1", "E1234s2"])), st.integers(min_value=1, max_value=4))
+def test_whatever_is_indexed_the_plan_reads_every_member_once_and_survives_a_checkpoint(
+    indexed: set[str], size: int
+) -> None:
+    fake = directory(tuple(sorted(indexed)))
+    spec = parse_recipient_spec(["E1234:class", "user:zed"])
+    parts = plan_parts(spec, fake)
+    kept = plan_from_json(json.loads(json.dumps(plan_to_json(parts))), spec)
+    assert kept == parts
+    read = [u.username for page in pages(kept, fake, Position(), size) for u in page.users]
+    assert sorted(read) == ["a", "b", "c", "d", "zed"]
 
 
 def test_unknown_groups_are_all_named() -> None:

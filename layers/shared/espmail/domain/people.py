@@ -64,6 +64,20 @@ class Group:
     directors_email: str = ""
     class_code: str = ""
     sections: tuple[str, ...] = field(default=())
+    # The class every membership of this group is indexed under (``""``: not all of them are, or the
+    # group is in no class). Storage keeps it; the expander reads a class's sections in one go only when
+    # each section says it is indexed under that class.
+    members_class: str = ""
+
+    @property
+    def index_class(self) -> str:
+        """The class this group's memberships belong under: a class's own code, a section's class code,
+        ``""`` for any other group."""
+        if self.kind is GroupKind.CLASS or self.sections:
+            return self.code
+        if self.kind is GroupKind.SECTION:
+            return self.class_code
+        return ""
 
 
 @dataclass(frozen=True, slots=True)

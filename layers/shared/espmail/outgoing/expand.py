@@ -8,10 +8,13 @@ For each due request (through the ``pending-by-time`` index, never a scan; highe
 2. **Check** it again: the From domain, the templates (compiled, then rendered once for a sample user),
    every group named. A problem fails this request alone, with the reason stored on it.
 3. **Resolve** recipients page by page, render each copy, and write rows with BatchWriteItem (25 a
-   request). Addresses are de-duplicated within a user and across users.
+   request). Addresses are de-duplicated within a user and across users. A class whose sections are
+   indexed under it is read through the class index, one Query a page for all its sections.
 4. **Checkpoint** every ``checkpoint_rows`` rows (or ``checkpoint_seconds``), at a page boundary, after
-   flushing every row of the pages before it. When the Lambda's time runs low it checkpoints, releases
-   the lease and stops; the next run resumes at the checkpoint.
+   flushing every row of the pages before it. The checkpoint keeps the plan (the parts, in order), so a
+   resumed run reads exactly what the first one planned, whatever the groups say by then. When the
+   Lambda's time runs low it checkpoints, releases the lease and stops; the next run resumes at the
+   checkpoint.
 5. **Finish**: status ``expanded`` with the total; the sender takes it from there.
 
 Why a resumed expansion never writes a row twice nor resets a row already sent, while writing blindly
@@ -50,7 +53,7 @@ from espmail.domain.people import Role, User
 from espmail.domain.recipients import Directory
 from espmail.errors import ConditionFailed, InvalidInput
 from espmail.observability import logger
-from espmail.outgoing.recipients import Position, addresses_of, pages, plan_parts
+from espmail.outgoing.recipients import Position, addresses_of, pages, plan_from_json, plan_parts, plan_to_json
 from espmail.outgoing.render import MessageTemplates, TemplateProblem, template_context
 from espmail.outgoing.settings import ExpanderSettings
 from espmail.storage.message_requests import ExpansionClaim, MessageRequestRepository
@@ -77,6 +80,7 @@ class ExpansionState:
     duplicates: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     sample: list[str] = field(default_factory=list)
+    plan: list[list[Any]] | None = None  # the parts, as planned by the first run (None: an older checkpoint)
 
     def skip(self, username: str, reason: str) -> None:
         self.skipped += 1
@@ -94,6 +98,7 @@ class ExpansionState:
             "duplicates": self.duplicates,
             "reasons": dict(self.reasons),
             "sample": list(self.sample),
+            **({"plan": self.plan} if self.plan is not None else {}),
         }
 
     @classmethod
@@ -106,6 +111,7 @@ class ExpansionState:
             duplicates=int(data.get("duplicates", 0)),
             reasons={str(k): int(v) for k, v in dict(data.get("reasons") or {}).items()},
             sample=[str(s) for s in data.get("sample") or []],
+            plan=list(data["plan"]) if data.get("plan") is not None else None,
         )
 
     def counts(self) -> RequestCounts:
@@ -214,15 +220,19 @@ class Expander:
         problem = sender_problem(request.sender, self._settings.site.allowed_sender_domains)
         if problem:
             self._fail(claim, problem, report)
+        state = ExpansionState.from_json(claim.checkpoint) if claim.checkpoint else ExpansionState()
         try:
             templates = MessageTemplates.of(request)
-            parts = plan_parts(request.recipients, self._directory)
+            if state.plan is not None:
+                parts = plan_from_json(state.plan, request.recipients)
+            else:  # a checkpoint from before plans were kept was planned without the class index
+                parts = plan_parts(request.recipients, self._directory, by_class=claim.checkpoint is None)
+                state.plan = plan_to_json(parts)
             if claim.checkpoint is None:
                 templates.render(self._context(request, SAMPLE_USER, SAMPLE_USER.email, SAMPLE_USER.name, SendTo.SELF))
         except InvalidInput as exc:
             self._fail(claim, str(exc), report)
 
-        state = ExpansionState.from_json(claim.checkpoint) if claim.checkpoint else ExpansionState()
         check_existing = claim.checkpoint is not None or request.attempts > 1
         resume_seq = state.seq
         seen: set[str] = set()

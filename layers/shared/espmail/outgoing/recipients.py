@@ -1,8 +1,9 @@
 """Who a message request reaches: users page by page, then their addresses per ``sendto``.
 
-A ``RecipientSpec`` is resolved into *parts* (one per group, section of a class, the explicit usernames,
-the role scan); each part is read a page at a time from a resumable position, so a request to 100,000
-people never holds them all in memory and a run can stop after any page and resume there.
+A ``RecipientSpec`` is resolved into *parts* (a class with its indexed sections, any other group or
+section, the explicit usernames, the role scan); each part is read a page at a time from a resumable
+position, so a request to 100,000 people never holds them all in memory and a run can stop after any
+page and resume there.
 
 Only active users who have not opted out receive bulk mail. A user whose address is missing or malformed
 is skipped with the reason; an address already taken (by another account, or twice by one user) is
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from espmail.domain.list_rules import is_valid_address
 from espmail.domain.message_requests import SENDTO_ORDER, RecipientSpec, SendTo
-from espmail.domain.people import GroupKind, User
+from espmail.domain.people import GroupKind, Role, User
 from espmail.domain.recipients import Directory, Part
 from espmail.errors import InvalidInput
 
@@ -27,25 +29,53 @@ class UnknownGroup(InvalidInput):
     """A recipient spec names a group that does not exist."""
 
 
-def plan_parts(spec: RecipientSpec, directory: Directory) -> list[Part]:
-    """The parts of a spec, in a fixed order. Raises ``UnknownGroup`` naming every group that is missing."""
-    parts: list[Part] = []
-    missing: list[str] = []
-    for selector in spec.groups:
-        group = directory.group(selector.code)
-        if group is None:
-            missing.append(selector.code)
-            continue
-        roles = tuple(sorted(selector.scope.roles))
-        parts.append(Part("group", group.code, roles))
-        if group.kind is GroupKind.CLASS or group.sections:
-            parts.extend(Part("group", section, roles) for section in group.sections)
+def plan_parts(spec: RecipientSpec, directory: Directory, *, by_class: bool = True) -> list[Part]:
+    """The parts of a spec, in a fixed order. Raises ``UnknownGroup`` naming every group that is missing.
+
+    A class is one ``class`` part for itself and every section whose members are all indexed under it
+    (one Query a page for all of them), and one ``group`` part for each of the others (the class itself
+    included) that is not; ``by_class=False`` plans the class and each section apart, as checkpoints
+    written before the class index did."""
+    found = directory.groups(selector.code for selector in spec.groups)
+    missing = [selector.code for selector in spec.groups if selector.code not in found]
     if missing:
         raise UnknownGroup(f"unknown group{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    classes = [found[s.code] for s in spec.groups if found[s.code].kind is GroupKind.CLASS or found[s.code].sections]
+    sections = directory.groups(code for group in classes for code in group.sections) if by_class else {}
+    parts: list[Part] = []
+    for selector in spec.groups:
+        group = found[selector.code]
+        roles = tuple(sorted(selector.scope.roles))
+        if group.kind is not GroupKind.CLASS and not group.sections:
+            parts.append(Part("group", group.code, roles))
+            continue
+        codes = [group.code, *group.sections]
+        if by_class:
+            codes = list(dict.fromkeys(codes))
+        known = {**sections, group.code: group}
+        indexed = [c for c in codes if by_class and c in known and known[c].members_class == group.code]
+        if indexed:
+            parts.append(Part("class", group.code, roles, groups=tuple(indexed)))
+        parts.extend(Part("group", code, roles) for code in codes if code not in indexed)
     if spec.usernames:
         parts.append(Part("users", usernames=spec.usernames))
     if spec.roles:
         parts.append(Part("roles", roles=spec.roles))
+    return parts
+
+
+def plan_to_json(parts: Sequence[Part]) -> list[list[Any]]:
+    """A plan as a checkpoint keeps it (``[kind, code, roles, groups]`` per part, compact: it sits on the
+    request's item), so a resumed expansion reads the same parts in the same order whatever the groups
+    say by then. The named usernames come from the request again."""
+    return [[p.kind, p.code, [r.value for r in p.roles], list(p.groups)] for p in parts]
+
+
+def plan_from_json(data: Sequence[Sequence[Any]], spec: RecipientSpec) -> list[Part]:
+    parts: list[Part] = []
+    for kind, code, roles, groups in data:
+        usernames = spec.usernames if kind == "users" else ()
+        parts.append(Part(str(kind), str(code), tuple(Role(r) for r in roles), usernames, tuple(map(str, groups))))
     return parts
 
 

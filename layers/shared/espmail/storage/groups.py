@@ -1,17 +1,41 @@
 """Groups table: per group one metadata item (``member = "#meta"``) and one item per member
-(``member = "m#<username>"``, with its ``role``), so a group of any size pages cleanly."""
+(``member = "m#<username>"``, with its ``role``), so a group of any size pages cleanly.
+
+A membership also carries ``class_code``, the class it belongs under (a class's own code for its direct
+members, the class of a section for the section's), so the ``by-class`` index reads a whole class, all
+its sections together, in one Query instead of one per section. A group's metadata says
+``members_class = C`` only once *every* one of its memberships carries ``C``; a reader trusts the index for
+a group only then, and reads the group itself otherwise. The writers here keep that true:
+``put_members`` indexes each membership under what its group's metadata says, and ``put_group`` re-indexes
+a group's members before it records a new class (rows written before the index existed stay unrecorded,
+and so are read the old way, until their groups are imported again).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
 from pynamodb.attributes import ListAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from espmail.domain.people import Group, GroupKind, Membership, Role
 
 META = "#meta"
 MEMBER_PREFIX = "m#"
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+MAX_REINDEX_ROUNDS = 4
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class GroupsByClass(GlobalSecondaryIndex["GroupItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by-class"
+        projection = IncludeProjection(["username", "role"])
+
+    class_code = UnicodeAttribute(hash_key=True)
+    member = UnicodeAttribute(range_key=True)
 
 
 class GroupItem(Model):
@@ -26,8 +50,11 @@ class GroupItem(Model):
     directors_email = UnicodeAttribute(null=True)
     class_code = UnicodeAttribute(null=True)
     sections = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[var-annotated]
+    members_class = UnicodeAttribute(null=True)
     username = UnicodeAttribute(null=True)
     role = UnicodeAttribute(null=True)
+
+    by_class = GroupsByClass()
 
 
 def _group(item: GroupItem) -> Group:
@@ -40,6 +67,31 @@ def _group(item: GroupItem) -> Group:
         directors_email=item.directors_email or "",
         class_code=item.class_code or "",
         sections=tuple(str(s) for s in item.sections or ()),
+        members_class=item.members_class or "",
+    )
+
+
+def _meta_item(group: Group, members_class: str) -> GroupItem:
+    return GroupItem(
+        code=group.code,
+        member=META,
+        kind=group.kind.value,
+        title=group.title or None,
+        program=group.program or None,
+        directors_email=group.directors_email or None,
+        class_code=group.class_code or None,
+        sections=list(group.sections) or None,
+        members_class=members_class or None,
+    )
+
+
+def _member_item(membership: Membership, class_code: str) -> GroupItem:
+    return GroupItem(
+        code=membership.code,
+        member=MEMBER_PREFIX + membership.username,
+        username=membership.username,
+        role=membership.role.value,
+        class_code=class_code or None,
     )
 
 
@@ -65,24 +117,73 @@ class GroupRepository:
             if item.role in Role._value2member_map_ and item.username:
                 yield Membership(code=code, username=item.username, role=Role(item.role))
 
+    def get_many(self, codes: Iterable[str], *, consistent: bool = False) -> dict[str, Group]:
+        """The groups among ``codes`` that exist, by code (100 keys a request)."""
+        keys = [(code, META) for code in dict.fromkeys(codes)]
+        found: dict[str, Group] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            for item in GroupItem.batch_get(keys[start : start + BATCH_GET_LIMIT], consistent_read=consistent):
+                found[item.code] = _group(item)
+        return found
+
     def put_group(self, group: Group) -> None:
-        GroupItem(
-            code=group.code,
-            member=META,
-            kind=group.kind.value,
-            title=group.title or None,
-            program=group.program or None,
-            directors_email=group.directors_email or None,
-            class_code=group.class_code or None,
-            sections=list(group.sections) or None,
-        ).save()
+        """Writes the group's metadata. When the class its memberships belong under is not yet the one it
+        records, the record is cleared first (readers then read the group itself), every member is
+        re-indexed under the new class, and only then is the class recorded again."""
+        target = group.index_class
+        current = self.get_many([group.code], consistent=True).get(group.code)
+        if current is not None and current.members_class and current.members_class == target:
+            _meta_item(group, target).save()
+            return
+        _meta_item(group, "").save()
+        if not target:
+            return
+        with GroupItem.batch_write() as batch:
+            for item in GroupItem.query(group.code, GroupItem.member.startswith(MEMBER_PREFIX), consistent_read=True):
+                if item.class_code != target:
+                    item.class_code = target
+                    batch.save(item)
+        try:
+            _meta_item(group, target).save(
+                condition=GroupItem.members_class.does_not_exist()
+                & (GroupItem.kind == group.kind.value)
+                & (
+                    (GroupItem.class_code == group.class_code)
+                    if group.class_code
+                    else GroupItem.class_code.does_not_exist()
+                )
+            )
+        except PutError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            # Changed meanwhile by another writer: left unrecorded, so it is read group by group (safe).
 
     def put_members(self, memberships: Iterable[Membership]) -> int:
-        count = 0
-        with GroupItem.batch_write() as batch:
-            for m in memberships:
-                batch.save(
-                    GroupItem(code=m.code, member=MEMBER_PREFIX + m.username, username=m.username, role=m.role.value)
+        """Writes memberships, each indexed under the class its group's metadata names (none while the
+        group has no metadata: ``put_group`` indexes them when it is written).
+
+        The metadata is read again after the write: a group moved to another class meanwhile (its
+        re-indexing may have run before these items landed) has these memberships written again under the
+        new class, until what they carry and what the group says agree."""
+        chunk = list(memberships)
+        used: dict[str, str] = {}
+        pending = chunk
+        for _ in range(MAX_REINDEX_ROUNDS):
+            groups = self.get_many({m.code for m in pending}, consistent=True)
+            classes = {code: group.index_class for code, group in groups.items()}
+            pending = [m for m in pending if m.code not in used or used[m.code] != classes.get(m.code, "")]
+            if not pending:
+                return len(chunk)
+            with GroupItem.batch_write() as batch:
+                for m in pending:
+                    batch.save(_member_item(m, classes.get(m.code, "")))
+            used.update({m.code: classes.get(m.code, "") for m in pending})
+        for code in sorted({m.code for m in pending}):  # still moving: readers read these groups themselves
+            try:
+                GroupItem(code=code, member=META).update(
+                    actions=[GroupItem.members_class.remove()], condition=GroupItem.code.exists()
                 )
-                count += 1
-        return count
+            except UpdateError as exc:
+                if exc.cause_response_code != _CONDITION_FAILED:
+                    raise
+        return len(chunk)

@@ -1,13 +1,15 @@
 """Users and group members a page at a time, from a resumable position, for the expander.
 
-A position is DynamoDB's ``LastEvaluatedKey`` as JSON text (group members, the role scan) or an offset
-into the list of named users. Reading a role means scanning Users (there is no index by role: an
-account has several); that part of a request reads the table once, page by page.
+A position is DynamoDB's ``LastEvaluatedKey`` as JSON text (group members, a class's members through the
+``by-class`` index, the role scan) or an offset into the list of named users. Reading a role means
+scanning Users (there is no index by role: an account has several); that part of a request reads the
+table once, page by page.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 
 from pynamodb.expressions.condition import Condition
 
@@ -23,22 +25,26 @@ class DirectoryPages:
         self._users = users or UserRepository()
         self._groups = groups or GroupRepository()
 
-    def group(self, code: str) -> Group | None:
-        return self._groups.get(code)
+    def groups(self, codes: Iterable[str]) -> Mapping[str, Group]:
+        return self._groups.get_many(codes)
 
     def page(self, part: Part, position: str | None, size: int) -> UserPage:
         if part.kind == "group":
             return self._group_page(part, position, size)
+        if part.kind == "class":
+            return self._class_page(part, position, size)
         if part.kind == "users":
             return self._named_page(part, position, size)
         if part.kind == "roles":
             return self._role_page(part, position, size)
         raise ValueError(f"unknown part kind {part.kind!r}")
 
-    def _with_users(self, usernames: list[str], next_position: str | None) -> UserPage:
+    def _with_users(self, usernames: list[str], next_position: str | None, *, repeats: bool = False) -> UserPage:
+        """The accounts of ``usernames``, read once each; ``repeats`` keeps a user once per time named (a
+        class page names a user once per section, and each is a copy the expander counts as a duplicate)."""
         distinct = list(dict.fromkeys(usernames))
         found = {user.username: user for user in self._users.get_many(distinct)}
-        users = [found[name] for name in distinct if name in found]
+        users = [found[name] for name in (usernames if repeats else distinct) if name in found]
         missing = [name for name in distinct if name not in found]
         return UserPage(users, missing, next_position)
 
@@ -54,6 +60,22 @@ class DirectoryPages:
         usernames = [item.username for item in results if item.username]
         last = results.last_evaluated_key
         return self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None)
+
+    def _class_page(self, part: Part, position: str | None, size: int) -> UserPage:
+        """One Query of the class index reads the class and all its sections; a membership of a group the
+        part does not keep (a section not listed by the class, or not indexed under it) is left out."""
+        results = GroupItem.by_class.query(
+            part.code,
+            GroupItem.member.startswith(MEMBER_PREFIX),
+            filter_condition=GroupItem.role.is_in(*(r.value for r in part.roles)),
+            limit=size,
+            page_size=size,
+            last_evaluated_key=json.loads(position) if position else None,
+        )
+        keep = set(part.groups)
+        usernames = [item.username for item in results if item.username and item.code in keep]
+        last = results.last_evaluated_key
+        return self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None, repeats=True)
 
     def _named_page(self, part: Part, position: str | None, size: int) -> UserPage:
         offset = int(position or 0)
