@@ -19,6 +19,7 @@ from espmail.domain.outbox import RowStatus
 from espmail.domain.people import Group, GroupKind, Role, User
 from espmail.domain.recipients import Part, UserPage
 from espmail.outgoing.expand import Expander
+from espmail.outgoing.recipients import plan_parts
 from espmail.outgoing.settings import ExpanderSettings
 from espmail.storage.groups import META, GroupItem, GroupRepository
 from espmail.storage.message_requests import MessageRequestItem, MessageRequestRepository
@@ -233,3 +234,35 @@ def test_a_cancelled_request_stops_expanding_at_its_next_checkpoint(stack: Any) 
     assert report.expanded == []
     assert MessageRequestRepository().require(created.request_id).status is RequestStatus.CANCELLED
     assert {r.status for r in rows(stack, created.request_id)} == {RowStatus.CANCELLED}
+
+
+def test_a_resumed_expansion_reads_the_plan_its_checkpoint_kept_whatever_the_groups_say_by_then(stack: Any) -> None:
+    program = seed(tables(stack), stack.client("dynamodb"), sample_program(students_per_section=20))
+    created = put_unchecked(stack, recipients=["E1234:class", "M2345:class"], sendto="self+guardian")
+    everyone = {u for section in ("E1234s1", "E1234s2", "M2345s1") for u in program.members_of(section)}
+    expected = {u.email.lower() for u in everyone} | {u.guardian_email.lower() for u in everyone if u.guardian_email}
+    first = expander(stack, CrashingOutbox(after_batches=7), EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
+    with pytest.raises(HardCrash):
+        first.run(lambda: 300_000)
+    checkpoint = MessageRequestItem.get(created.request_id).checkpoint
+    assert checkpoint["part"] == 1  # it stopped inside M2345's part, E1234 (part 0) done
+
+    # Meanwhile E1234's groups stop saying they are indexed: planned now, E1234 would be three parts and
+    # part 1 would be E1234s1. The resumed run must read the parts the checkpoint kept.
+    for code in ("E1234", "E1234s1", "E1234s2"):
+        GroupItem(code=code, member=META).update(actions=[GroupItem.members_class.remove()])
+    spec = MessageRequestRepository().require(created.request_id).recipients
+    assert [(p.kind, p.code) for p in plan_parts(spec, DirectoryPages())][:2] == [
+        ("group", "E1234"),
+        ("group", "E1234s1"),
+    ]
+
+    second = expander(stack, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    second._clock = lambda: later  # type: ignore[method-assign]
+    assert second.run(lambda: 300_000).expanded == [created.request_id]
+    final = rows(stack, created.request_id)
+    assert {r.to.email.lower() for r in final} == expected
+    assert len(final) == len(expected)
+    request = MessageRequestRepository().require(created.request_id)
+    assert (request.counts.total, request.counts.duplicates) == (len(expected), 1)

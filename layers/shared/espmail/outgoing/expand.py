@@ -281,6 +281,12 @@ class Expander:
                         if len(buffer) >= BATCH_WRITE_LIMIT:
                             flush()
                 state.position = page.after
+                if page.replanned:
+                    state.plan = plan_to_json(parts)
+                    logger().warning(
+                        "a group was moved out of its class while the request was expanded; its members are read on their own",
+                        extra={"request_id": request.request_id, "plan": state.plan},
+                    )
                 if page.done:
                     break
                 due = (

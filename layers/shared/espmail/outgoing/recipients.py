@@ -13,7 +13,7 @@ counted as a duplicate and sent once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from espmail.domain.list_rules import is_valid_address
@@ -152,16 +152,29 @@ class ResolvedPage:
     missing: list[str]
     after: Position  # where to resume once this page is written
     done: bool
+    replanned: bool = False  # the plan changed with this page: a checkpoint must keep the new one
 
 
-def pages(parts: Sequence[Part], directory: Directory, start: Position, size: int) -> Iterator[ResolvedPage]:
-    """Every page of users from ``start`` on, each with the position after it."""
+def pages(parts: list[Part], directory: Directory, start: Position, size: int) -> Iterator[ResolvedPage]:
+    """Every page of users from ``start`` on, each with the position after it.
+
+    A group a class part finds moved out of the class while it reads is taken out of that part and read
+    on its own, as a part added at the end of ``parts`` (changed in place; positions before it stay
+    valid). Its members read before the move are read again: the expander counts their second copies as
+    duplicates, and writes and sends them once."""
     part_index, inside = start.part, start.inside
     while part_index < len(parts):
-        page = directory.page(parts[part_index], inside, size)
-        if page.next_position is None:
+        part = parts[part_index]
+        page = directory.page(part, inside, size)
+        replanned = bool(page.dropped)
+        kept = part.groups
+        if replanned:
+            kept = tuple(code for code in part.groups if code not in page.dropped)
+            parts[part_index] = replace(part, groups=kept)
+            parts.extend(Part("group", code, part.roles) for code in page.dropped)
+        if page.next_position is None or (replanned and not kept):
             part_index, inside = part_index + 1, None
         else:
             inside = page.next_position
         done = part_index >= len(parts)
-        yield ResolvedPage(page.users, page.missing, Position(part_index, inside), done)
+        yield ResolvedPage(page.users, page.missing, Position(part_index, inside), done, replanned)

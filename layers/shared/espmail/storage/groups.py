@@ -13,6 +13,7 @@ and so are read the old way, until their groups are imported again).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from pynamodb.attributes import ListAttribute, UnicodeAttribute
@@ -21,11 +22,13 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from espmail.domain.people import Group, GroupKind, Membership, Role
+from espmail.observability import logger
 
 META = "#meta"
 MEMBER_PREFIX = "m#"
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 MAX_REINDEX_ROUNDS = 4
+INDEX_WAIT_SECONDS = 30.0
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -127,22 +130,30 @@ class GroupRepository:
         return found
 
     def put_group(self, group: Group) -> None:
-        """Writes the group's metadata. When the class its memberships belong under is not yet the one it
-        records, the record is cleared first (readers then read the group itself), every member is
-        re-indexed under the new class, and only then is the class recorded again."""
+        """Writes the group's metadata, and keeps its record of the class honest: every member is checked
+        (a consistent Query), and when one does not carry the group's class, or the class changed, the
+        record is cleared first (readers then read the group itself), those members are indexed under the
+        class, the index is awaited until it shows them, and only then is the class recorded again. So
+        importing a group again also repairs a membership written some other way."""
         target = group.index_class
         current = self.get_many([group.code], consistent=True).get(group.code)
-        if current is not None and current.members_class and current.members_class == target:
+        if not target:
+            _meta_item(group, "").save()
+            return
+        members = GroupItem.query(group.code, GroupItem.member.startswith(MEMBER_PREFIX), consistent_read=True)
+        stale = [item for item in members if item.class_code != target]
+        if current is not None and current.members_class == target and not stale:
             _meta_item(group, target).save()
             return
         _meta_item(group, "").save()
-        if not target:
+        self._reindex(stale, target)
+        if not self._index_shows(target, {(item.code, item.member) for item in stale}):
+            logger().warning(
+                "the class index has not caught up with a group's members; the group stays read on its own "
+                "until it is imported again",
+                extra={"group": group.code, "class": target, "members": len(stale)},
+            )
             return
-        with GroupItem.batch_write() as batch:
-            for item in GroupItem.query(group.code, GroupItem.member.startswith(MEMBER_PREFIX), consistent_read=True):
-                if item.class_code != target:
-                    item.class_code = target
-                    batch.save(item)
         try:
             _meta_item(group, target).save(
                 condition=GroupItem.members_class.does_not_exist()
@@ -157,6 +168,29 @@ class GroupRepository:
             if exc.cause_response_code != _CONDITION_FAILED:
                 raise
             # Changed meanwhile by another writer: left unrecorded, so it is read group by group (safe).
+
+    def _reindex(self, items: list[GroupItem], class_code: str) -> None:
+        with GroupItem.batch_write() as batch:
+            for item in items:
+                item.class_code = class_code
+                batch.save(item)
+
+    def _index_shows(self, class_code: str, members: set[tuple[str, str]]) -> bool:
+        """Waits (up to ``INDEX_WAIT_SECONDS``) until the class index holds these memberships: on DynamoDB
+        a global secondary index follows its table a moment later."""
+        waited = 0.0
+        pause = 0.2
+        while members:
+            for item in GroupItem.by_class.query(class_code, GroupItem.member.startswith(MEMBER_PREFIX)):
+                members.discard((item.code, item.member))
+            if not members:
+                break
+            if waited >= INDEX_WAIT_SECONDS:
+                return False
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 2.0)
+        return True
 
     def put_members(self, memberships: Iterable[Membership]) -> int:
         """Writes memberships, each indexed under the class its group's metadata names (none while the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from pynamodb.expressions.condition import Condition
 
@@ -26,7 +27,8 @@ class DirectoryPages:
         self._groups = groups or GroupRepository()
 
     def groups(self, codes: Iterable[str]) -> Mapping[str, Group]:
-        return self._groups.get_many(codes)
+        """Consistent reads: a plan trusts the class index only for groups that say so right now."""
+        return self._groups.get_many(codes, consistent=True)
 
     def page(self, part: Part, position: str | None, size: int) -> UserPage:
         if part.kind == "group":
@@ -63,7 +65,11 @@ class DirectoryPages:
 
     def _class_page(self, part: Part, position: str | None, size: int) -> UserPage:
         """One Query of the class index reads the class and all its sections; a membership of a group the
-        part does not keep (a section not listed by the class, or not indexed under it) is left out."""
+        part does not keep (a section not listed by the class, or not indexed under it) is left out.
+
+        Then the part's groups are read again (consistently): one no longer indexed under the class was
+        moved by an import while this page was read, so the index may have missed some of its members.
+        It is reported as dropped, and its members are left out here to be read on their own."""
         results = GroupItem.by_class.query(
             part.code,
             GroupItem.member.startswith(MEMBER_PREFIX),
@@ -72,10 +78,14 @@ class DirectoryPages:
             page_size=size,
             last_evaluated_key=json.loads(position) if position else None,
         )
-        keep = set(part.groups)
-        usernames = [item.username for item in results if item.username and item.code in keep]
+        read = [(item.code, item.username) for item in results if item.username]
         last = results.last_evaluated_key
-        return self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None, repeats=True)
+        now = self._groups.get_many(part.groups, consistent=True)
+        dropped = tuple(c for c in part.groups if c not in now or now[c].members_class != part.code)
+        keep = set(part.groups) - set(dropped)
+        usernames = [username for code, username in read if code in keep]
+        page = self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None, repeats=True)
+        return replace(page, dropped=dropped) if dropped else page
 
     def _named_page(self, part: Part, position: str | None, size: int) -> UserPage:
         offset = int(position or 0)
