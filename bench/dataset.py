@@ -103,8 +103,7 @@ def seed_program(program: BenchProgram) -> int:
     """Writes users, groups and memberships (tables already bound); returns the number of items written."""
     written = UserRepository().put_many(program.users)
     groups = GroupRepository()
-    for group in program.groups:
-        groups.put_group(group)
+    groups.put_groups(program.groups)
     written += len(program.groups)
     written += groups.put_members(program.memberships)
     return written

@@ -97,8 +97,7 @@ def seed(tables: TableNames, dynamodb_client: Any, program: SeededProgram | None
     bind_tables(tables)
     UserRepository().put_many(program.users)
     groups = GroupRepository()
-    for group in program.groups:
-        groups.put_group(group)
+    groups.put_groups(program.groups)
     groups.put_members(program.memberships)
     rules = ListRuleRepository(tables.list_rules, dynamodb_client)
     for rule in DEFAULT_RULES:

@@ -10,7 +10,6 @@ from typing import TypeVar
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from espmail.domain.people import Group
 from espmail.storage.groups import GroupRepository
 from espmail.storage.users import UserRepository
 from espmail_cli.context import CliContext, pass_cli
@@ -120,11 +119,7 @@ def groups_import(obj: CliContext, file: Path, file_format: str) -> None:
     obj.bind_tables()
     repository = GroupRepository()
 
-    def put_groups(chunk: list[Group]) -> None:
-        for group in chunk:
-            repository.put_group(group)
-
-    write_in_batches(obj, "groups", new_groups, put_groups)
+    write_in_batches(obj, "groups", new_groups, repository.put_groups)
     write_in_batches(obj, "memberships", members, repository.put_members)
     report(
         obj,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -266,3 +266,49 @@ def test_a_resumed_expansion_reads_the_plan_its_checkpoint_kept_whatever_the_gro
     assert len(final) == len(expected)
     request = MessageRequestRepository().require(created.request_id)
     assert (request.counts.total, request.counts.duplicates) == (len(expected), 1)
+
+
+class MovingDirectory(DirectoryPages):
+    """An import moves E1234s2 to class M2345 (E1234 still lists it) after the expansion's second page."""
+
+    def __init__(self, section: Group) -> None:
+        super().__init__()
+        self.section = section
+        self.read = 0
+
+    def page(self, part: Part, position: str | None, size: int) -> UserPage:
+        page = super().page(part, position, size)
+        self.read += 1
+        if self.read == 2:
+            GroupRepository().put_group(replace(self.section, class_code="M2345"))
+        return page
+
+
+def test_a_section_moved_during_an_expansion_is_read_on_its_own_and_a_resumed_run_keeps_that_plan(
+    stack: Any,
+) -> None:
+    program = seed(tables(stack), stack.client("dynamodb"), sample_program(students_per_section=20))
+    created = put_unchecked(stack, recipients=["E1234:class", "M2345:class"])
+    expected = {u.email.lower() for s in ("E1234s1", "E1234s2", "M2345s1") for u in program.members_of(s)}
+    moved = next(g for g in program.groups if g.code == "E1234s2")
+    env = {"EXPAND_PAGE_SIZE": "7", "EXPAND_CHECKPOINT_ROWS": "10"}
+    first = Expander(settings(stack, **env), MessageRequestRepository(), CrashingOutbox(4), MovingDirectory(moved))
+    with pytest.raises(HardCrash):
+        first.run(lambda: 300_000)
+    assert GroupRepository().get("E1234s2").members_class == "M2345"  # type: ignore[union-attr]
+    checkpoint = MessageRequestItem.get(created.request_id).checkpoint
+    assert checkpoint["plan"] == [
+        ["class", "E1234", ["student", "teacher"], ["E1234", "E1234s1"]],
+        ["class", "M2345", ["student", "teacher"], ["M2345", "M2345s1"]],
+        ["group", "E1234s2", ["student", "teacher"], []],
+    ]
+    assert checkpoint["part"] >= 1
+
+    second = expander(stack, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    second._clock = lambda: later  # type: ignore[method-assign]
+    assert second.run(lambda: 300_000).expanded == [created.request_id]
+    final = rows(stack, created.request_id)
+    assert {r.to.email.lower() for r in final} == expected
+    assert len(final) == len(expected)  # E1234s2's members read twice, written once
+    assert MessageRequestRepository().require(created.request_id).counts.total == len(expected)

@@ -69,6 +69,10 @@ class Group:
     # each section says it is indexed under that class.
     members_class: str = ""
 
+    def indexed_under(self, class_code: str) -> bool:
+        """Whether every membership of this group is indexed under ``class_code``."""
+        return bool(class_code) and self.members_class == class_code
+
     @property
     def index_class(self) -> str:
         """The class this group's memberships belong under: a class's own code, a section's class code,

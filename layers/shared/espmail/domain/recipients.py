@@ -39,8 +39,8 @@ class UserPage:
     users: list[User]
     missing: list[str]  # usernames that name no account
     next_position: str | None  # None: the part is done
-    # A "class" part: groups found no longer indexed under the class once the page was read (moved by an
-    # import meanwhile); their members are left out of the page and are to be read on their own.
+    # A "class" part's last page: groups found no longer indexed under the class (moved by an import
+    # since the plan was made); their members are left out of the page and are to be read on their own.
     dropped: tuple[str, ...] = ()
 
 

@@ -12,7 +12,8 @@ For each due request (through the ``pending-by-time`` index, never a scan; highe
    indexed under it is read through the class index, one Query a page for all its sections.
 4. **Checkpoint** every ``checkpoint_rows`` rows (or ``checkpoint_seconds``), at a page boundary, after
    flushing every row of the pages before it. The checkpoint keeps the plan (the parts, in order), so a
-   resumed run reads exactly what the first one planned, whatever the groups say by then. When the
+   resumed run reads the parts the first one planned, whatever the groups say by then (a section moved
+   out of its class meanwhile is added to the plan, to be read on its own). When the
    Lambda's time runs low it checkpoints, releases the lease and stops; the next run resumes at the
    checkpoint.
 5. **Finish**: status ``expanded`` with the total; the sender takes it from there.
@@ -281,11 +282,15 @@ class Expander:
                         if len(buffer) >= BATCH_WRITE_LIMIT:
                             flush()
                 state.position = page.after
-                if page.replanned:
+                if page.moved:
                     state.plan = plan_to_json(parts)
                     logger().warning(
-                        "a group was moved out of its class while the request was expanded; its members are read on their own",
-                        extra={"request_id": request.request_id, "plan": state.plan},
+                        "a group was moved out of its class while the request was expanded; its members are "
+                        "read on their own (the duplicate and skipped counts may count some twice)",
+                        extra={
+                            "request_id": request.request_id,
+                            "groups": [p.code for p in parts if p.kind == "group"],
+                        },
                     )
                 if page.done:
                     break

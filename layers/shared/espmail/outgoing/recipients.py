@@ -53,7 +53,7 @@ def plan_parts(spec: RecipientSpec, directory: Directory, *, by_class: bool = Tr
         if by_class:
             codes = list(dict.fromkeys(codes))
         known = {**sections, group.code: group}
-        indexed = [c for c in codes if by_class and c in known and known[c].members_class == group.code]
+        indexed = [c for c in codes if by_class and c in known and known[c].indexed_under(group.code)]
         if indexed:
             parts.append(Part("class", group.code, roles, groups=tuple(indexed)))
         parts.extend(Part("group", code, roles) for code in codes if code not in indexed)
@@ -152,29 +152,27 @@ class ResolvedPage:
     missing: list[str]
     after: Position  # where to resume once this page is written
     done: bool
-    replanned: bool = False  # the plan changed with this page: a checkpoint must keep the new one
+    moved: tuple[str, ...] = ()  # groups moved out of their class part, added to the plan: keep the new plan
 
 
 def pages(parts: list[Part], directory: Directory, start: Position, size: int) -> Iterator[ResolvedPage]:
     """Every page of users from ``start`` on, each with the position after it.
 
-    A group a class part finds moved out of the class while it reads is taken out of that part and read
-    on its own, as a part added at the end of ``parts`` (changed in place; positions before it stay
-    valid). Its members read before the move are read again: the expander counts their second copies as
-    duplicates, and writes and sends them once."""
+    A group a class part finds, at its end, moved out of the class since the plan was made is taken out
+    of that part and read on its own, as a part added at the end of ``parts`` (changed in place; every
+    position stays valid). Its members the class part read are read again: the expander writes and sends
+    each address once and its total stays exact, but in this rare case it counts their second copies as
+    duplicates (and a skipped member as skipped again)."""
     part_index, inside = start.part, start.inside
     while part_index < len(parts):
         part = parts[part_index]
         page = directory.page(part, inside, size)
-        replanned = bool(page.dropped)
-        kept = part.groups
-        if replanned:
-            kept = tuple(code for code in part.groups if code not in page.dropped)
-            parts[part_index] = replace(part, groups=kept)
+        if page.dropped:
+            parts[part_index] = replace(part, groups=tuple(c for c in part.groups if c not in page.dropped))
             parts.extend(Part("group", code, part.roles) for code in page.dropped)
-        if page.next_position is None or (replanned and not kept):
+        if page.next_position is None:
             part_index, inside = part_index + 1, None
         else:
             inside = page.next_position
         done = part_index >= len(parts)
-        yield ResolvedPage(page.users, page.missing, Position(part_index, inside), done, replanned)
+        yield ResolvedPage(page.users, page.missing, Position(part_index, inside), done, page.dropped)

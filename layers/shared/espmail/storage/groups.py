@@ -6,9 +6,10 @@ members, the class of a section for the section's), so the ``by-class`` index re
 its sections together, in one Query instead of one per section. A group's metadata says
 ``members_class = C`` only once *every* one of its memberships carries ``C``; a reader trusts the index for
 a group only then, and reads the group itself otherwise. The writers here keep that true:
-``put_members`` indexes each membership under what its group's metadata says, and ``put_group`` re-indexes
-a group's members before it records a new class (rows written before the index existed stay unrecorded,
-and so are read the old way, until their groups are imported again).
+``put_members`` indexes each membership under what its group's metadata says, and ``put_groups`` checks
+every member of each group it writes and re-indexes any that does not carry the class before it records
+the class (rows written before the index existed stay unrecorded, and so are read the old way, until
+their groups are imported again).
 """
 
 from __future__ import annotations
@@ -130,32 +131,45 @@ class GroupRepository:
         return found
 
     def put_group(self, group: Group) -> None:
-        """Writes the group's metadata, and keeps its record of the class honest: every member is checked
+        self.put_groups([group])
+
+    def put_groups(self, groups: Iterable[Group]) -> None:
+        """Writes each group's metadata, and keeps its record of the class honest: every member is checked
         (a consistent Query), and when one does not carry the group's class, or the class changed, the
-        record is cleared first (readers then read the group itself), those members are indexed under the
-        class, the index is awaited until it shows them, and only then is the class recorded again. So
-        importing a group again also repairs a membership written some other way."""
-        target = group.index_class
-        current = self.get_many([group.code], consistent=True).get(group.code)
-        if not target:
+        record is cleared first (readers then read the group itself) and those members are indexed under
+        the class. Once the index shows every member indexed (one wait for all the groups), the class is
+        recorded again. So importing a group again also repairs a membership written some other way."""
+        waiting: list[tuple[Group, list[GroupItem]]] = []
+        for group in groups:
+            target = group.index_class
+            current = self.get_many([group.code], consistent=True).get(group.code)
+            if not target:
+                _meta_item(group, "").save()
+                continue
+            members = GroupItem.query(group.code, GroupItem.member.startswith(MEMBER_PREFIX), consistent_read=True)
+            stale = [item for item in members if item.class_code != target]
+            if current is not None and current.indexed_under(target) and not stale:
+                _meta_item(group, target).save()
+                continue
             _meta_item(group, "").save()
-            return
-        members = GroupItem.query(group.code, GroupItem.member.startswith(MEMBER_PREFIX), consistent_read=True)
-        stale = [item for item in members if item.class_code != target]
-        if current is not None and current.members_class == target and not stale:
-            _meta_item(group, target).save()
-            return
-        _meta_item(group, "").save()
-        self._reindex(stale, target)
-        if not self._index_shows(target, {(item.code, item.member) for item in stale}):
-            logger().warning(
-                "the class index has not caught up with a group's members; the group stays read on its own "
-                "until it is imported again",
-                extra={"group": group.code, "class": target, "members": len(stale)},
-            )
-            return
+            self._reindex(stale, target)
+            waiting.append((group, stale))
+        behind = self._index_lags({(g.index_class, item.code, item.member) for g, stale in waiting for item in stale})
+        for group, _ in waiting:
+            if group.code in behind:
+                logger().warning(
+                    "the class index has not caught up with a group's members; the group stays read on its own "
+                    "until it is imported again",
+                    extra={"group": group.code, "class": group.index_class},
+                )
+            else:
+                self._record(group)
+
+    def _record(self, group: Group) -> None:
+        """Records the group's class, unless another writer changed the group meanwhile (then it stays
+        unrecorded, and is read on its own: safe)."""
         try:
-            _meta_item(group, target).save(
+            _meta_item(group, group.index_class).save(
                 condition=GroupItem.members_class.does_not_exist()
                 & (GroupItem.kind == group.kind.value)
                 & (
@@ -167,7 +181,6 @@ class GroupRepository:
         except PutError as exc:
             if exc.cause_response_code != _CONDITION_FAILED:
                 raise
-            # Changed meanwhile by another writer: left unrecorded, so it is read group by group (safe).
 
     def _reindex(self, items: list[GroupItem], class_code: str) -> None:
         with GroupItem.batch_write() as batch:
@@ -175,22 +188,22 @@ class GroupRepository:
                 item.class_code = class_code
                 batch.save(item)
 
-    def _index_shows(self, class_code: str, members: set[tuple[str, str]]) -> bool:
-        """Waits (up to ``INDEX_WAIT_SECONDS``) until the class index holds these memberships: on DynamoDB
-        a global secondary index follows its table a moment later."""
-        waited = 0.0
-        pause = 0.2
-        while members:
-            for item in GroupItem.by_class.query(class_code, GroupItem.member.startswith(MEMBER_PREFIX)):
-                members.discard((item.code, item.member))
-            if not members:
+    def _index_lags(self, expected: set[tuple[str, str, str]]) -> set[str]:
+        """Waits, up to ``INDEX_WAIT_SECONDS`` in all, until the class index shows these (class, group,
+        member) entries (on DynamoDB a global secondary index follows its table a moment later); returns
+        the groups it still does not show in full. Each class is read only over the members awaited."""
+        deadline = time.monotonic() + INDEX_WAIT_SECONDS
+        pause = 0.1
+        while expected:
+            for class_code in sorted({c for c, _, _ in expected}):
+                members = sorted(m for c, _, m in expected if c == class_code)
+                for item in GroupItem.by_class.query(class_code, GroupItem.member.between(members[0], members[-1])):
+                    expected.discard((class_code, item.code, item.member))
+            if not expected or time.monotonic() >= deadline:
                 break
-            if waited >= INDEX_WAIT_SECONDS:
-                return False
             time.sleep(pause)
-            waited += pause
             pause = min(pause * 2, 2.0)
-        return True
+        return {code for _, code, _ in expected}
 
     def put_members(self, memberships: Iterable[Membership]) -> int:
         """Writes memberships, each indexed under the class its group's metadata names (none while the

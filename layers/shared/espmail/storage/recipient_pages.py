@@ -67,9 +67,10 @@ class DirectoryPages:
         """One Query of the class index reads the class and all its sections; a membership of a group the
         part does not keep (a section not listed by the class, or not indexed under it) is left out.
 
-        Then the part's groups are read again (consistently): one no longer indexed under the class was
-        moved by an import while this page was read, so the index may have missed some of its members.
-        It is reported as dropped, and its members are left out here to be read on their own."""
+        On the part's last page, its groups are read again (consistently): one no longer indexed under
+        the class was moved by an import since the plan was made, so the index may have missed some of
+        its members. It is reported as dropped, and its members are left out of this page: the caller
+        reads the whole group on its own."""
         results = GroupItem.by_class.query(
             part.code,
             GroupItem.member.startswith(MEMBER_PREFIX),
@@ -80,8 +81,10 @@ class DirectoryPages:
         )
         read = [(item.code, item.username) for item in results if item.username]
         last = results.last_evaluated_key
-        now = self._groups.get_many(part.groups, consistent=True)
-        dropped = tuple(c for c in part.groups if c not in now or now[c].members_class != part.code)
+        dropped: tuple[str, ...] = ()
+        if last is None:
+            now = self._groups.get_many(part.groups, consistent=True)
+            dropped = tuple(c for c in part.groups if c not in now or not now[c].indexed_under(part.code))
         keep = set(part.groups) - set(dropped)
         usernames = [username for code, username in read if code in keep]
         page = self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None, repeats=True)
