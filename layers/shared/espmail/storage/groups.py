@@ -24,13 +24,13 @@ from pynamodb.models import Model
 
 from espmail.domain.people import Group, GroupKind, Membership, Role
 from espmail.observability import logger
+from espmail.storage.conditions import condition_failed
 
 META = "#meta"
 MEMBER_PREFIX = "m#"
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 MAX_REINDEX_ROUNDS = 4
 INDEX_WAIT_SECONDS = 30.0
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class GroupsByClass(GlobalSecondaryIndex["GroupItem"]):  # type: ignore[no-untyped-call]
@@ -179,7 +179,7 @@ class GroupRepository:
                 )
             )
         except PutError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if not condition_failed(exc):
                 raise
 
     def _reindex(self, items: list[GroupItem], class_code: str) -> None:
@@ -231,6 +231,6 @@ class GroupRepository:
                     actions=[GroupItem.members_class.remove()], condition=GroupItem.code.exists()
                 )
             except UpdateError as exc:
-                if exc.cause_response_code != _CONDITION_FAILED:
+                if not condition_failed(exc):
                     raise
         return len(chunk)

@@ -48,10 +48,10 @@ from espmail.domain.inbound import (
     InboundStatus,
     RecipientDecision,
 )
+from espmail.storage.conditions import condition_failed
 
 MAX_LOGGED_RECIPIENTS = 1000
 MAX_TEXT = 1000
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class InboundByDay(GlobalSecondaryIndex["InboundLogItem"]):  # type: ignore[no-untyped-call]
@@ -191,10 +191,6 @@ def _record(item: InboundLogItem) -> InboundRecord:
     )
 
 
-def _condition_failed(exc: PutError | UpdateError | DeleteError) -> bool:
-    return getattr(exc, "cause_response_code", None) == _CONDITION_FAILED
-
-
 class InboundLog:
     """Reads and conditional writes of the InboundLog (see the module docstring for the item shapes)."""
 
@@ -260,7 +256,7 @@ class InboundLog:
             item.save(condition=InboundLogItem.message_id.does_not_exist())
             return _record(item), True
         except PutError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
         existing = InboundLogItem(message_id)
         existing.update(actions=[InboundLogItem.attempts.add(1), InboundLogItem.updated_at.set(iso(now))])
@@ -319,7 +315,7 @@ class InboundLog:
                 condition=InboundLogItem.message_id.exists() & (InboundLogItem.status != InboundStatus.DONE.value),
             )
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
             return False
         return True
@@ -357,7 +353,7 @@ class InboundLog:
             item.update(actions=[entry.set(fresh)], condition=entry.does_not_exist())
             return True, _progress(key, fresh)
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
         claimable = (entry["state"] == ForwardState.FAILED.value) | (
             (entry["state"] == ForwardState.SENDING.value) & (entry["lease_until"] < _epoch(now))
@@ -373,7 +369,7 @@ class InboundLog:
                 condition=claimable,
             )
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
             return False, self.forward_progress(message_id, key)
         forwards = _plain(item.forwards) or {}
@@ -434,7 +430,7 @@ class InboundLog:
         try:
             item.save(condition=InboundLogItem.message_id.does_not_exist())
         except PutError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -451,5 +447,5 @@ class InboundLog:
         try:
             InboundLogItem(self.notice_key(sender, day)).delete(condition=InboundLogItem.for_message == message_id)
         except DeleteError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise

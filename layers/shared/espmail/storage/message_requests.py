@@ -47,6 +47,7 @@ from espmail.domain.message_requests import (
     sendto_text,
 )
 from espmail.errors import ConditionFailed, NotFound
+from espmail.storage.conditions import condition_failed
 
 EXPAND = "expand"
 FINISH = "finish"
@@ -205,10 +206,6 @@ class FinishCheck:
     last_progress_at: datetime | None
 
 
-def _condition_failed(exc: PynamoDBException) -> bool:
-    return exc.cause_response_code == "ConditionalCheckFailedException"
-
-
 class MessageRequestRepository:
     """Data access for message requests. ``write_requests`` counts the DynamoDB write requests it made."""
 
@@ -221,7 +218,7 @@ class MessageRequestRepository:
         try:
             to_item(request).save(condition=MessageRequestItem.request_id.does_not_exist())
         except PynamoDBException as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise ConditionFailed(f"message request {request.request_id} already exists") from exc
             raise
 
@@ -304,7 +301,7 @@ class MessageRequestRepository:
         try:
             item.update(actions=actions, condition=condition)
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -318,7 +315,7 @@ class MessageRequestRepository:
                 & (MessageRequestItem.status == RequestStatus.EXPANDING.value),
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise ConditionFailed(
                     f"message request {request_id} is no longer leased by this run (cancelled, or lease lost)"
                 ) from exc
@@ -499,7 +496,7 @@ class MessageRequestRepository:
                 & MessageRequestItem.total.exists(),
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise ConditionFailed(f"message request {request_id} has no expanded rows to retry") from exc
             raise
         return to_domain(item)

@@ -61,6 +61,7 @@ from espmail.domain.mail import Address
 from espmail.domain.message_requests import DEFAULT_PRIORITY
 from espmail.domain.outbox import OutboxRow, RowKind, RowStatus, priority_band
 from espmail.errors import EspMailError
+from espmail.storage.conditions import condition_failed
 
 BATCH_WRITE_LIMIT = 25
 LEASE_PARTITION = "#lease"  # the shard leases' partition in the outbox table (never a request id: ULIDs)
@@ -334,7 +335,7 @@ class OutboxRepository:
         try:
             to_item(row).save(condition=OutboxItem.recipient.does_not_exist())
         except PynamoDBException as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -402,7 +403,7 @@ class OutboxRepository:
                 LEASE_PARTITION, shard_lease_key(shard), actions=actions, condition=condition
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -466,7 +467,7 @@ class OutboxRepository:
                     condition=OutboxItem.status == RowStatus.QUEUED.value,
                 )
             except UpdateError as exc:
-                if exc.cause_response_code == "ConditionalCheckFailedException":
+                if condition_failed(exc):
                     continue  # claimed meanwhile: the sender sees the request is cancelled
                 raise
             cancelled += 1
@@ -496,7 +497,7 @@ class OutboxRepository:
                     condition=OutboxItem.status == RowStatus.FAILED.value,
                 )
             except UpdateError as exc:
-                if exc.cause_response_code == "ConditionalCheckFailedException":
+                if condition_failed(exc):
                     continue
                 raise
             requeued += 1
