@@ -9,10 +9,12 @@ table once, page by page.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from pynamodb.expressions.condition import Condition
+from pynamodb.pagination import ResultIterator
 
 from espmail.domain.people import Group, User
 from espmail.domain.recipients import Part, UserPage
@@ -51,17 +53,9 @@ class DirectoryPages:
         return UserPage(users, missing, next_position)
 
     def _group_page(self, part: Part, position: str | None, size: int) -> UserPage:
-        results = GroupItem.query(
-            part.code,
-            GroupItem.member.startswith(MEMBER_PREFIX),
-            filter_condition=GroupItem.role.is_in(*(r.value for r in part.roles)),
-            limit=size,
-            page_size=size,
-            last_evaluated_key=json.loads(position) if position else None,
-        )
+        results = _members(GroupItem.query, part, position, size)
         usernames = [item.username for item in results if item.username]
-        last = results.last_evaluated_key
-        return self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None)
+        return self._with_users(usernames, _position(results.last_evaluated_key))
 
     def _class_page(self, part: Part, position: str | None, size: int) -> UserPage:
         """One Query of the class index reads the class and all its sections; a membership of a group the
@@ -71,14 +65,7 @@ class DirectoryPages:
         the class was moved by an import since the plan was made, so the index may have missed some of
         its members. It is reported as dropped, and its members are left out of this page: the caller
         reads the whole group on its own."""
-        results = GroupItem.by_class.query(
-            part.code,
-            GroupItem.member.startswith(MEMBER_PREFIX),
-            filter_condition=GroupItem.role.is_in(*(r.value for r in part.roles)),
-            limit=size,
-            page_size=size,
-            last_evaluated_key=json.loads(position) if position else None,
-        )
+        results = _members(GroupItem.by_class.query, part, position, size)
         read = [(item.code, item.username) for item in results if item.username]
         last = results.last_evaluated_key
         dropped: tuple[str, ...] = ()
@@ -87,7 +74,7 @@ class DirectoryPages:
             dropped = tuple(c for c in part.groups if c not in now or not now[c].indexed_under(part.code))
         keep = set(part.groups) - set(dropped)
         usernames = [username for code, username in read if code in keep]
-        page = self._with_users(usernames, json.dumps(last, sort_keys=True) if last else None, repeats=True)
+        page = self._with_users(usernames, _position(last), repeats=True)
         return replace(page, dropped=dropped) if dropped else page
 
     def _named_page(self, part: Part, position: str | None, size: int) -> UserPage:
@@ -108,5 +95,24 @@ class DirectoryPages:
             last_evaluated_key=json.loads(position) if position else None,
         )
         users: list[User] = [user_from_item(item) for item in results]
-        last = results.last_evaluated_key
-        return UserPage(users, [], json.dumps(last, sort_keys=True) if last else None)
+        return UserPage(users, [], _position(results.last_evaluated_key))
+
+
+def _members(
+    query: Callable[..., ResultIterator[GroupItem]], part: Part, position: str | None, size: int
+) -> ResultIterator[GroupItem]:
+    """One page of a group's members (``GroupItem.query``) or a class's (``GroupItem.by_class.query``) with
+    the part's roles, from ``position``."""
+    return query(
+        part.code,
+        GroupItem.member.startswith(MEMBER_PREFIX),
+        filter_condition=GroupItem.role.is_in(*(r.value for r in part.roles)),
+        limit=size,
+        page_size=size,
+        last_evaluated_key=json.loads(position) if position else None,
+    )
+
+
+def _position(last_evaluated_key: dict[str, Any] | None) -> str | None:
+    """DynamoDB's ``LastEvaluatedKey`` as the position a checkpoint keeps (None: the part is done)."""
+    return json.dumps(last_evaluated_key, sort_keys=True) if last_evaluated_key else None
