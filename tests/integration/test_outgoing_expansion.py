@@ -15,7 +15,7 @@ import pytest
 
 from embedded.seed import sample_program, seed
 from espmail.domain.message_requests import RequestStatus
-from espmail.domain.outbox import RowStatus
+from espmail.domain.outbox import OutboxRow, RowStatus
 from espmail.domain.people import Group, GroupKind, Role, User
 from espmail.domain.recipients import Part, UserPage
 from espmail.outgoing.expand import Expander
@@ -104,6 +104,16 @@ def test_expanding_1000_recipients_takes_at_most_50_write_requests(stack: Any) -
     print(f"\nDynamoDB write requests for 1,000 recipients: {counter.writes} ({dict(counter.calls)})")
 
 
+def resumed_after_the_lease(stack: Any, request_id: str, now: datetime | None = None, **env: str) -> list[OutboxRow]:
+    """The next expander run, once the crashed run's lease ran out (its clock ten minutes ahead of ``now``):
+    it must finish the request. Returns the request's rows."""
+    later = (now or datetime.now(UTC)) + timedelta(minutes=10)
+    second = expander(stack, None, **env)
+    second._clock = lambda: later  # type: ignore[method-assign]
+    assert second.run(lambda: 300_000).expanded == [request_id]
+    return rows(stack, request_id)
+
+
 class HardCrash(BaseException):
     """The Lambda dies (out of memory, timeout): nothing is released, nothing is recorded."""
 
@@ -162,13 +172,7 @@ def test_a_run_that_dies_mid_way_is_resumed_without_writing_a_row_twice_or_reset
     OutboxRepository().put_batch(sent)
 
     # The next run comes after the lease ran out (its clock is ahead), and resumes from the checkpoint.
-    later = now + timedelta(minutes=10)
-    second = expander(stack, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="30")
-    second._clock = lambda: later  # type: ignore[method-assign]
-    report = second.run(lambda: 300_000)
-    assert report.expanded == [created.request_id]
-
-    final = rows(stack, created.request_id)
+    final = resumed_after_the_lease(stack, created.request_id, now, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="30")
     assert {r.to.email.lower() for r in final} == expected
     assert len(final) == len(expected)  # one row per address: nothing written twice
     for before in sent:
@@ -257,11 +261,7 @@ def test_a_resumed_expansion_reads_the_plan_its_checkpoint_kept_whatever_the_gro
         ("group", "E1234s1"),
     ]
 
-    second = expander(stack, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
-    later = datetime.now(UTC) + timedelta(minutes=10)
-    second._clock = lambda: later  # type: ignore[method-assign]
-    assert second.run(lambda: 300_000).expanded == [created.request_id]
-    final = rows(stack, created.request_id)
+    final = resumed_after_the_lease(stack, created.request_id, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
     assert {r.to.email.lower() for r in final} == expected
     assert len(final) == len(expected)
     request = MessageRequestRepository().require(created.request_id)
@@ -304,11 +304,7 @@ def test_a_section_moved_during_an_expansion_is_read_on_its_own_and_a_resumed_ru
     ]
     assert checkpoint["part"] >= 1
 
-    second = expander(stack, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
-    later = datetime.now(UTC) + timedelta(minutes=10)
-    second._clock = lambda: later  # type: ignore[method-assign]
-    assert second.run(lambda: 300_000).expanded == [created.request_id]
-    final = rows(stack, created.request_id)
+    final = resumed_after_the_lease(stack, created.request_id, EXPAND_PAGE_SIZE="7", EXPAND_CHECKPOINT_ROWS="10")
     assert {r.to.email.lower() for r in final} == expected
     assert len(final) == len(expected)  # E1234s2's members read twice, written once
     assert MessageRequestRepository().require(created.request_id).counts.total == len(expected)
