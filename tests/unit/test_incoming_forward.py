@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from espmail.domain.list_rules import DEFAULT_RULES, ReplyToPolicy
+from espmail.domain.list_rules import ReplyToPolicy
 from espmail.domain.mail import Address
 from espmail.incoming.forward import (
     ForwardPlan,
@@ -25,18 +25,8 @@ from espmail.incoming.forward import (
 )
 from espmail.incoming.handlers import display_name
 from espmail.mime import convert, parse_message
-from espmail.settings import SiteSettings
+from tests.unit.incoming_support import CLASS_RULE, SITE
 
-SITE = SiteSettings(
-    domain="esp.example.org",
-    name="Splash",
-    url="",
-    allowed_sender_domains=("esp.example.org",),
-    support_address="support@esp.example.org",
-    bounces_address="bounces@esp.example.org",
-    unsubscribe_url="",
-)
-CLASS_RULE = next(r for r in DEFAULT_RULES if r.name == "class-list")
 RAW = (
     b"Return-Path: <ruth@physics.example.edu>\r\n"
     b"Received: from mx.example.edu by inbound-smtp.us-east-1.amazonaws.com\r\n"

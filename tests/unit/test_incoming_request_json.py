@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from espmail.domain.list_rules import DEFAULT_RULES
 from espmail.domain.mail import Address
 from espmail.incoming.forward import (
     ForwardPlan,
@@ -22,18 +21,8 @@ from espmail.incoming.forward import (
     request_size,
 )
 from espmail.mime import convert, estimate_sendgrid_size, parse_message
-from espmail.settings import SiteSettings
+from tests.unit.incoming_support import CLASS_RULE, SITE
 
-SITE = SiteSettings(
-    domain="esp.example.org",
-    name="Splash",
-    url="",
-    allowed_sender_domains=("esp.example.org",),
-    support_address="support@esp.example.org",
-    bounces_address="bounces@esp.example.org",
-    unsubscribe_url="",
-)
-CLASS_RULE = next(r for r in DEFAULT_RULES if r.name == "class-list")
 _RANDOM = random.Random(6)
 
 
