@@ -74,10 +74,15 @@ class Group:
         return bool(class_code) and self.members_class == class_code
 
     @property
+    def is_class(self) -> bool:
+        """A class, or any group that lists sections: read as itself and each of its sections."""
+        return self.kind is GroupKind.CLASS or bool(self.sections)
+
+    @property
     def index_class(self) -> str:
         """The class this group's memberships belong under: a class's own code, a section's class code,
         ``""`` for any other group."""
-        if self.kind is GroupKind.CLASS or self.sections:
+        if self.is_class:
             return self.code
         if self.kind is GroupKind.SECTION:
             return self.class_code

@@ -18,7 +18,7 @@ from typing import Any
 
 from espmail.domain.list_rules import is_valid_address
 from espmail.domain.message_requests import SENDTO_ORDER, RecipientSpec, SendTo
-from espmail.domain.people import GroupKind, Role, User
+from espmail.domain.people import Role, User
 from espmail.domain.recipients import Directory, Part
 from espmail.errors import InvalidInput
 
@@ -40,13 +40,13 @@ def plan_parts(spec: RecipientSpec, directory: Directory, *, by_class: bool = Tr
     missing = [selector.code for selector in spec.groups if selector.code not in found]
     if missing:
         raise UnknownGroup(f"unknown group{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    classes = [found[s.code] for s in spec.groups if found[s.code].kind is GroupKind.CLASS or found[s.code].sections]
+    classes = [found[s.code] for s in spec.groups if found[s.code].is_class]
     sections = directory.groups(code for group in classes for code in group.sections) if by_class else {}
     parts: list[Part] = []
     for selector in spec.groups:
         group = found[selector.code]
         roles = tuple(sorted(selector.scope.roles))
-        if group.kind is not GroupKind.CLASS and not group.sections:
+        if not group.is_class:
             parts.append(Part("group", group.code, roles))
             continue
         codes = [group.code, *group.sections]

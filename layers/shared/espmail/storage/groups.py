@@ -139,10 +139,12 @@ class GroupRepository:
         record is cleared first (readers then read the group itself) and those members are indexed under
         the class. Once the index shows every member indexed (one wait for all the groups), the class is
         recorded again. So importing a group again also repairs a membership written some other way."""
+        chunk = list(groups)
+        recorded = self.get_many((group.code for group in chunk), consistent=True)
         waiting: list[tuple[Group, list[GroupItem]]] = []
-        for group in groups:
+        for group in chunk:
             target = group.index_class
-            current = self.get_many([group.code], consistent=True).get(group.code)
+            current = recorded.get(group.code)
             if not target:
                 _meta_item(group, "").save()
                 continue
