@@ -33,6 +33,7 @@ class CloudFormationResponses:
 
     def __init__(self) -> None:
         self.received: list[CapturedResponse] = []
+        self.refusals: list[int] = []  # statuses to answer the next PUTs with (kept, as S3 would not)
         self._lock = threading.Lock()
         responses = self
 
@@ -41,10 +42,12 @@ class CloudFormationResponses:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 with responses._lock:
-                    responses.received.append(
-                        CapturedResponse(self.path, {k: v for k, v in self.headers.items()}, json.loads(raw))
-                    )
-                self.send_response(200)
+                    status = responses.refusals.pop(0) if responses.refusals else 200
+                    if status == 200:
+                        responses.received.append(
+                            CapturedResponse(self.path, {k: v for k, v in self.headers.items()}, json.loads(raw))
+                        )
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
