@@ -305,6 +305,7 @@ _STRING_OPERATORS: dict[str, Callable[[str, str], bool]] = {
 
 
 def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, tuple[str, ...]]) -> bool:
+    known = {key.lower(): values for key, values in context.items()}  # condition keys ignore case
     for operator, tests in conditions.items():
         qualifier, _, base = operator.rpartition(":")
         compare = _STRING_OPERATORS.get(base)
@@ -312,7 +313,7 @@ def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mappi
             raise ValueError(f"the IAM contract does not evaluate the condition operator {operator}")
         for key, wanted in tests.items():
             patterns = [str(p) for p in _as_list(wanted)]
-            values = context.get(key)
+            values = known.get(key.lower())
             if qualifier == "ForAllValues":
                 if values is not None and not all(any(compare(v, p) for p in patterns) for v in values):
                     return False
@@ -415,11 +416,20 @@ class RoleBook:
         properties = self.cfn["Resources"][role]["Properties"]
         for policy in properties.get("Policies", []):
             documents.append((str(policy["PolicyName"]), policy["PolicyDocument"]))
-        for name, body in self.cfn["Resources"].items():
-            if body["Type"] == "AWS::IAM::Policy" and {"Ref": role} in _as_list(body["Properties"].get("Roles")):
+        resources = self.cfn["Resources"]
+        for name, body in resources.items():
+            attached = body["Type"] == "AWS::IAM::Policy" and {"Ref": role} in _as_list(body["Properties"].get("Roles"))
+            if attached and ("Condition" not in body or self.resolver.condition(body["Condition"])):
                 documents.append((name, body["Properties"]["PolicyDocument"]))
-        for arn in self.resolver.resolve(properties.get("ManagedPolicyArns", [])):
-            documents.append((str(arn).rsplit("/", 1)[-1], {"Statement": MANAGED_POLICY_DOCUMENTS.get(str(arn), [])}))
+        for written in _as_list(properties.get("ManagedPolicyArns")):
+            arn = self._chosen(written)
+            if arn is None:
+                continue
+            if isinstance(arn, dict) and set(arn) == {"Ref"} and arn["Ref"] in resources:  # this template's own
+                documents.append((str(arn["Ref"]), resources[arn["Ref"]]["Properties"]["PolicyDocument"]))
+                continue
+            arn = str(self.resolver.resolve(arn))
+            documents.append((arn.rsplit("/", 1)[-1], {"Statement": MANAGED_POLICY_DOCUMENTS.get(arn, [])}))
         grants = []
         for policy, document in documents:
             service_used = policy.endswith(_SERVICE_USED_POLICY_SUFFIXES) or policy in {

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from espmail_cli.context import CliContext
+from espmail_cli.deploy_check import deploy_check
 from espmail_cli.inbound_commands import inbound
 from espmail_cli.list_commands import lists, redirects
 from espmail_cli.local_serve import serve
@@ -58,6 +59,7 @@ cli.add_command(redirects)
 cli.add_command(users)
 cli.add_command(groups)
 cli.add_command(inbound)
+cli.add_command(deploy_check)
 
 
 @cli.group()

@@ -49,3 +49,18 @@ def test_invocations_through_the_handler_share_one_mailgate(stack: Any) -> None:
         with environment(stack.function_env(FUNCTION)):
             assert handler._mailgate() is wired
     assert len(stack.sendgrid.accepted) == 2
+
+
+def test_a_raw_message_expired_from_s3_is_reported_gone_through_the_handler(stack: Any) -> None:
+    """S3 says NoSuchKey (not 403) only to a role that may list the bucket: the IAM contract holds this
+    call to that, so the mailgate's "raw mail is gone" outcome is what AWS would give it too."""
+    import pytest
+
+    from espmail.errors import NotFound
+
+    seeded(stack)
+    delivered = deliver_to(stack, message())
+    stack.client("s3").delete_object(Bucket=stack.name("RawMailBucket"), Key=delivered.key)
+
+    with pytest.raises(NotFound, match="does not exist"):
+        invoke(stack, delivered)

@@ -79,8 +79,10 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def test_the_mailgate_role_reads_raw_mail_only_under_inbound_and_writes_only_the_inbound_log() -> None:
     statements = _mailgate_statements()
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
-    assert [_actions(s) for s in s3] == [["s3:GetObject"]]
+    assert [_actions(s) for s in s3] == [["s3:GetObject"], ["s3:ListBucket"]]
     assert json.dumps(s3[0]["Resource"]).endswith('/inbound/*"}')
+    # Listing the bucket (names only) is what makes S3 answer NoSuchKey, not 403, for expired raw mail.
+    assert s3[1]["Resource"] == {"Fn::GetAtt": ["RawMailBucket", "Arn"]}
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
     for statement in statements:
         if writes & set(_actions(statement)):
