@@ -12,7 +12,7 @@ PY312_DIR ?= $(shell { command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'p
 N ?= 10000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint types template-checks unit sam-checks bench clean format
+.PHONY: venv demo test lint types template-checks unit sam-checks bench clean format build deploy deploy-check
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed on PATH"; exit 1; }
@@ -58,6 +58,22 @@ sam-checks: $(SAM_STAMP)
 	@echo "sam validate --lint and sam build: ok"
 
 test: lint types template-checks sam-checks unit
+
+# Deploying (README, "Deploying"): `make build` then `make deploy`. Both use the aws-sam-cli of .sam-venv;
+# `sam build` needs a python3.12 (the functions' runtime), found as for sam-checks.
+SAM_BUILD_ARGS ?=
+SAM_DEPLOY_ARGS ?= --guided
+
+build: $(SAM_STAMP)
+	@test -n "$(PY312_DIR)" || [[ "$(SAM_BUILD_ARGS)" == *--use-container* ]] || { echo "sam build needs a python3.12 (the functions' runtime): install one (pyenv install 3.12, apt install python3.12, brew install python@3.12), or build in Docker with make build SAM_BUILD_ARGS=--use-container"; exit 1; }
+	PATH="$(PY312_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build $(SAM_BUILD_ARGS)
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy $(SAM_DEPLOY_ARGS)
+
+# What would make the first deploy fail here (README); e.g. make deploy-check ARGS="--region us-east-1 --site-domain esp.example.org"
+deploy-check: $(STAMP)
+	$(BIN)/espmail deploy-check $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --recipients $(N)

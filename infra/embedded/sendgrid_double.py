@@ -683,6 +683,7 @@ class SendGridDouble:
         max_body_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self.api_key = api_key
+        self._first_api_key = api_key
         self.contracts_dir = contracts_dir
         self.eml_dir = eml_dir
         self.max_body_bytes = max_body_bytes
@@ -821,8 +822,10 @@ class SendGridDouble:
             self._passes_after = passes_after
 
     def reset(self) -> None:
-        """Forgets accepted mail, the request log, faults, latency, domains and the validation setting."""
+        """Forgets accepted mail, the request log, faults, latency, domains and the validation setting, and
+        takes its first API key back (a test may have rotated it)."""
         with self._lock:
+            self.api_key = self._first_api_key
             self._accepted.clear()
             self._log.clear()
             self._faults.clear()

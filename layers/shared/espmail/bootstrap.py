@@ -11,7 +11,7 @@ from espmail.storage.tables import bind_tables, forget_connections
 from espmail.transport.secrets import forget_cached_keys, read_api_key
 
 if TYPE_CHECKING:
-    from espmail.transport.sendgrid_mailer import SendGridMailer
+    from espmail.transport.sendgrid_mailer import RotatingKeyMailer
 
 
 def aws_client(service: str, **config: Any) -> Any:
@@ -25,11 +25,15 @@ def aws_client(service: str, **config: Any) -> Any:
     )
 
 
-def mailer(settings: SendGridSettings, secrets_client: Any | None = None) -> SendGridMailer:
-    from espmail.transport.sendgrid_mailer import SendGridMailer
+def mailer(settings: SendGridSettings, secrets_client: Any | None = None) -> RotatingKeyMailer:
+    """A mailer with the API key read in the last few minutes, read again if SendGrid refuses it."""
+    from espmail.transport.sendgrid_mailer import RotatingKeyMailer, SendGridMailer
 
-    api_key = read_api_key(settings.api_key_secret_arn, secrets_client or secrets_manager_client())
-    return SendGridMailer(api_key, host=settings.host, timeout=settings.timeout_seconds)
+    client = secrets_client or secrets_manager_client()
+    return RotatingKeyMailer(
+        lambda fresh: read_api_key(settings.api_key_secret_arn, client, fresh=fresh),
+        lambda api_key: SendGridMailer(api_key, host=settings.host, timeout=settings.timeout_seconds),
+    )
 
 
 def bind(tables: TableNames) -> TableNames:

@@ -18,7 +18,7 @@ from espmail.storage.users import UserRepository
 from espmail.transport.raw_mail_store import RawMailStore
 
 if TYPE_CHECKING:
-    from espmail.transport.sendgrid_mailer import SendGridMailer
+    from espmail.transport.sendgrid_mailer import RotatingKeyMailer
 
 
 class LazyMailer:
@@ -27,9 +27,9 @@ class LazyMailer:
     def __init__(self, settings: SendGridSettings, secrets_client: Any | None = None) -> None:
         self._settings = settings
         self._secrets_client = secrets_client
-        self._mailer: SendGridMailer | None = None
+        self._mailer: RotatingKeyMailer | None = None
 
-    def _get(self) -> SendGridMailer:
+    def _get(self) -> RotatingKeyMailer:
         if self._mailer is None:
             self._mailer = mailer(self._settings, self._secrets_client)
         return self._mailer

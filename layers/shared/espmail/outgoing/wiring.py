@@ -25,7 +25,7 @@ from espmail.storage.outbox import OutboxRepository
 from espmail.storage.recipient_pages import DirectoryPages
 from espmail.storage.users import UserRepository
 from espmail.transport.secrets import read_api_key
-from espmail.transport.sendgrid_mailer import SendGridMailer
+from espmail.transport.sendgrid_mailer import RotatingKeyMailer, SendGridMailer
 
 
 def expander(settings: ExpanderSettings, run_id: str | None = None) -> Expander:
@@ -41,15 +41,24 @@ def sender(
     *,
     clock: Clock = utc_now,
 ) -> Iterator[Sender]:
-    """A sender for one run; its connection pool is closed when the run ends."""
+    """A sender for one run; its connection pools are closed when the run ends. The API key is the one read
+    in the last few minutes, and read again if SendGrid refuses it (a rotated key)."""
     bind(settings.tables)
-    api_key = read_api_key(settings.sendgrid.api_key_secret_arn, secrets_client or secrets_manager_client())
-    client = PooledMailSendClient(api_key, settings.sendgrid.host, pool_size=settings.concurrency)
-    mailer = SendGridMailer(
-        api_key, host=settings.sendgrid.host, timeout=settings.sendgrid.timeout_seconds, client=client
-    )
+    secrets = secrets_client or secrets_manager_client()
+    secret_arn = settings.sendgrid.api_key_secret_arn
+    pools: list[PooledMailSendClient] = []
+
+    def build(api_key: str) -> SendGridMailer:
+        pools.append(PooledMailSendClient(api_key, settings.sendgrid.host, pool_size=settings.concurrency))
+        return SendGridMailer(
+            api_key, host=settings.sendgrid.host, timeout=settings.sendgrid.timeout_seconds, client=pools[-1]
+        )
+
+    mailer = RotatingKeyMailer(lambda fresh: read_api_key(secret_arn, secrets, fresh=fresh), build)
     unsubscribe = (
-        UnsubscribeLinks(settings.site.unsubscribe_url, signing_key(api_key)) if settings.site.unsubscribe_url else None
+        UnsubscribeLinks(settings.site.unsubscribe_url, signing_key(mailer.key))
+        if settings.site.unsubscribe_url
+        else None
     )
     requests = MessageRequestRepository()
     outbox = OutboxRepository()
@@ -64,7 +73,8 @@ def sender(
     try:
         yield Sender(settings, outbox, requests, completion, mailer, unsubscribe, clock=clock, run_id=run_id)
     finally:
-        client.close()
+        for pool in pools:
+            pool.close()
 
 
 def request_service(

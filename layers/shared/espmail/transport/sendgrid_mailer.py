@@ -17,13 +17,15 @@ import email.utils
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from espmail.domain.mail import Attachment, MailMessage, Personalization, SendReceipt
 from espmail.errors import MailTransportError, PermanentSendError, RetryableSendError
+from espmail.observability import logger
 from espmail.settings import DEFAULT_SENDGRID_HOST, DEFAULT_SENDGRID_TIMEOUT_SECONDS
 
 MAX_PERSONALIZATIONS = 1000
@@ -280,3 +282,58 @@ class SendGridMailer:
         except Exception as exc:
             raise translate_error(exc, "SendGrid mail/send") from exc
         return _receipt(response)
+
+
+class RotatingKeyMailer:
+    """A ``SendGridMailer`` whose API key follows the secret: on a 401 the key is read again (``read_key(True)``)
+    and, if it changed (rotated), the mailer is built anew with it and the call made once more. An unchanged
+    key keeps the 401 (the key itself is bad). Thread-safe; the first caller to see a 401 rebuilds.
+
+    ``build`` makes the mailer for a key (and may open a connection pool for it: ``close`` is then given
+    every mailer built, when the owner is done)."""
+
+    def __init__(
+        self,
+        read_key: Callable[[bool], str],
+        build: Callable[[str], SendGridMailer],
+    ) -> None:
+        self._read_key = read_key
+        self._build = build
+        self._lock = threading.Lock()
+        self._key = read_key(False)
+        self._mailer = build(self._key)
+
+    @property
+    def api(self) -> Any:
+        return self._mailer.api
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def send(self, message: MailMessage, personalizations: Sequence[Personalization]) -> SendReceipt:
+        return self._with_current_key(lambda mailer: mailer.send(message, personalizations))
+
+    def send_payload(self, payload: dict[str, Any]) -> SendReceipt:
+        return self._with_current_key(lambda mailer: mailer.send_payload(payload))
+
+    def send_json(self, body: bytes) -> SendReceipt:
+        return self._with_current_key(lambda mailer: mailer.send_json(body))
+
+    def _with_current_key(self, call: Callable[[SendGridMailer], SendReceipt]) -> SendReceipt:
+        with self._lock:
+            mailer, key = self._mailer, self._key
+        try:
+            return call(mailer)
+        except PermanentSendError as exc:
+            if exc.status != 401:
+                raise
+            with self._lock:
+                if self._key == key:  # nobody has read the secret again since this call began
+                    fresh = self._read_key(True)
+                    if fresh == key:
+                        raise
+                    self._key, self._mailer = fresh, self._build(fresh)
+                    logger().warning("SendGrid refused the API key; the secret held a new one, now in use")
+                mailer = self._mailer
+        return call(mailer)
