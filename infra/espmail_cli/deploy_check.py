@@ -143,11 +143,16 @@ def _secret_findings(client: Callable[[str], Any], secret_arn: str, kms_key_arn:
 def deploy_check(region: str, site_domain: str, hosted_zone_id: str, secret_arn: str, kms_key_arn: str) -> None:
     """Say what would make the first `sam deploy` fail here, and what to do (exit 1 if anything would)."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     def client(service: str) -> Any:
         return boto3.client(service, region_name=region)  # type: ignore[call-overload]
 
-    findings = check(client, region, site_domain.lower(), hosted_zone_id, secret_arn, kms_key_arn)
+    try:
+        findings = check(client, region, site_domain.lower(), hosted_zone_id, secret_arn, kms_key_arn)
+    except (BotoCoreError, ClientError) as exc:
+        click.echo(f"error: cannot look at {region} with these AWS credentials: {exc}", err=True)
+        raise SystemExit(2) from exc
     for finding in findings:
         click.echo(str(finding))
     if not findings:

@@ -77,3 +77,17 @@ def test_a_partial_secret_arn_and_a_customer_key_are_problems(stack: Any) -> Non
 
     fine = _check("--secret-arn", secret["ARN"], "--kms-key-arn", key["KeyId"])
     assert fine.exit_code == 0, fine.output
+
+
+def test_without_aws_credentials_it_says_so_in_one_line(stack: Any) -> None:
+    result = run_plain(
+        "deploy-check",
+        "--region",
+        "us-east-1",
+        "--site-domain",
+        DOMAIN,
+        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
+    )
+    assert result.exit_code == 2
+    assert "error: cannot look at us-east-1 with these AWS credentials" in result.output
+    assert "Traceback" not in result.output
