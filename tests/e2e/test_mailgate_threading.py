@@ -86,5 +86,5 @@ def test_an_alias_forward_carries_no_list_headers(stack: Any) -> None:
     assert arrival.decision == "forwarded", arrival.reason
     (copy,) = _copies(stack)
     assert str(copy["To"]).endswith(f"<{RUTH}>") or str(copy["To"]) == RUTH
-    assert copy["List-Id"] is None and copy["List-Post"] is None and copy["Precedence"] is None
+    assert [copy[name] for name in ("List-Id", "List-Post", "Precedence")] == [None, None, None]
     assert str(copy["Message-ID"]) == "<original-1@physics.example.edu>"

@@ -15,8 +15,12 @@ import re
 from html.parser import HTMLParser
 
 _BLOCKS = frozenset(
-    "address article aside blockquote center dd details dialog div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody thead tfoot tr ul".split()
+    {
+        *("address", "article", "aside", "blockquote", "center", "dd", "details", "dialog", "div", "dl", "dt"),
+        *("fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header"),
+        *("hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot"),
+        *("tr", "ul"),
+    }
 )
 _SKIPPED = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
@@ -59,9 +63,7 @@ class _Converter(HTMLParser):
                 self.line += part
             return
         text = _SPACES.sub(" ", text)
-        if not self.line:
-            text = text.lstrip()
-        elif self.line.endswith(" "):
+        if not self.line or self.line.endswith(" "):
             text = text.lstrip()
         self.line += text
 
