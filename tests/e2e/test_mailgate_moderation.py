@@ -116,7 +116,7 @@ def test_an_approved_post_is_forwarded_once_and_a_second_approval_does_nothing(s
     (result,) = moderation.approve(arrival.message_id, by="kim")
     assert result.changed
     assert result.result.startswith("approved: forwarded to 11 recipients")
-    notice, forwarded = bodies(stack)
+    _notice, forwarded = bodies(stack)
     assert sorted(recipients(forwarded)) == sorted(class_addresses(seeded_program(stack)))
     assert forwarded["subject"] == "[E1234] Can I join?"
     logged = record(stack, arrival.message_id)
