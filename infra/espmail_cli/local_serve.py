@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from embedded.smtp_gateway import Received, SmtpGateway
     from embedded.stack import EmbeddedStack
 
-SCHEDULED = ("ExpanderFunction", "SenderFunction")
+SCHEDULED = ("ExpanderFunction", "SenderFunction", "ModerationExpiryFunction")
 
 
 def _work_done(result: Any) -> str:

@@ -243,3 +243,19 @@ def test_a_forged_or_altered_approve_link_is_refused_and_changes_nothing(stack: 
     )
     (again,) = moderation.decide_by_token(old)
     assert not again.changed
+
+
+def test_the_scheduled_expiry_function_expires_a_held_post_whose_time_ran_out(stack: Any) -> None:
+    from embedded.aws import scheduled_event
+    from espmail.storage.inbound_log import InboundLogItem
+
+    arrival = _held(stack)
+    assert stack.invoke("ModerationExpiryFunction", scheduled_event("t")) == {"expired": 0, "lists": []}
+    past = int(datetime.now(UTC).timestamp()) - 60
+    InboundLogItem(arrival.message_id).update(
+        actions=[InboundLogItem.holds[LIST]["expires_at"].set(past), InboundLogItem.hold_expires_at.set(past)]
+    )
+    assert stack.invoke("ModerationExpiryFunction", scheduled_event("t")) == {"expired": 1, "lists": [LIST]}
+    assert stack.invoke("ModerationExpiryFunction", scheduled_event("t")) == {"expired": 0, "lists": []}
+    _, notice = bodies(stack)
+    assert recipients(notice) == [OUTSIDER]
