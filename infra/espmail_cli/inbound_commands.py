@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -89,6 +90,26 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
             ),
         )
     )
+    if record.holds:
+        obj.console.print(
+            table(
+                "Held for moderation",
+                ("address", "state", "decided by", "expires", "sender told", "reason"),
+                (
+                    (
+                        h.address,
+                        h.state.value,
+                        h.decided_by or "-",
+                        h.expires_at.isoformat(timespec="minutes"),
+                        h.sender_notice or "-",
+                        h.reason,
+                    )
+                    for h in record.holds
+                ),
+            )
+        )
+        if record.moderator_notice:
+            obj.console.print(f"notice to moderators: {record.moderator_notice}")
     if record.forwards:
         obj.console.print(
             table(
@@ -106,7 +127,7 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
 @click.option("--since", "since_text", default="1d", show_default=True, help="30m, 6h, 2d, 1w, or an ISO date/time.")
 @click.option(
     "--decision",
-    type=click.Choice(["forwarded", "refused", "dropped", "pending"]),
+    type=click.Choice(["forwarded", "held", "refused", "dropped", "pending"]),
     help="Only messages with this overall decision (pending: not decided yet).",
 )
 @pass_cli
@@ -137,6 +158,55 @@ def inbound_list(obj: CliContext, since_text: str, decision: str | None) -> None
         )
     )
     obj.console.print(f"{len(records)} messages; `espmail inbound show MESSAGE_ID` for the decision per address")
+
+
+def _moderation(obj: CliContext) -> Any:
+    from espmail.incoming.settings import MailgateSettings
+    from espmail.incoming.wiring import build_moderation
+
+    obj.target.activate()
+    settings = MailgateSettings.from_env(obj.target.environment("MailgateFunction"))
+    return build_moderation(settings, dynamodb=obj.target.client("dynamodb"), s3=obj.target.client("s3"))
+
+
+def _show_moderation(obj: CliContext, title: str, results: Any) -> None:
+    obj.console.print(table(title, ("address", "result"), ((r.address, r.result) for r in results)))
+
+
+@inbound.command("approve")
+@click.argument("message_id")
+@click.option("--list", "address", help="Only this held list address (default: every held list of the message).")
+@click.option("--by", default="", help="Who approves (recorded in the InboundLog; default: your login name).")
+@pass_cli
+def inbound_approve(obj: CliContext, message_id: str, address: str | None, by: str) -> None:
+    """Forward a message held for moderation, exactly once (a second approval does nothing).
+
+    Runs here with your credentials: it reads the raw message from the bucket, the tables the mailgate
+    reads, and the SendGrid key, as the mailgate does.
+    """
+    results = _moderation(obj).approve(message_id, address=address, by=by or _login())
+    _show_moderation(obj, f"Approve {message_id}", results)
+
+
+@inbound.command("reject")
+@click.argument("message_id")
+@click.option("--list", "address", help="Only this held list address (default: every held list of the message).")
+@click.option("--reason", default="", help="A note for the sender, quoted in their notice.")
+@click.option("--by", default="", help="Who rejects (recorded in the InboundLog; default: your login name).")
+@pass_cli
+def inbound_reject(obj: CliContext, message_id: str, address: str | None, reason: str, by: str) -> None:
+    """Reject a message held for moderation; its sender is told once."""
+    results = _moderation(obj).reject(message_id, address=address, by=by or _login(), reason=reason)
+    _show_moderation(obj, f"Reject {message_id}", results)
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (espmail CLI)"
+    except (OSError, KeyError):
+        return "espmail CLI"
 
 
 @inbound.command("redrive")

@@ -146,3 +146,47 @@ def test_a_replay_of_a_message_already_forwarded_sends_nothing_again(stack: Any,
     assert "not a Lambda on-failure record" in result.output
     assert len(stack.sendgrid.accepted) == sent
     assert _queued(stack) == ["not json at all"]  # not a record: it stays for a person to look at
+
+
+def test_inbound_approve_forwards_a_held_post_once_and_show_says_so(stack: Any, gateway: SmtpGateway) -> None:
+    outsider = "ivan108@students.example.net"  # a student of M2345 writing to E1234's list: held
+    received = gateway.receive(
+        message(outsider, "E1234-class@esp.example.org", "May I visit?"),
+        mail_from=outsider,
+        recipients=["E1234-class@esp.example.org"],
+    )
+    held = run(stack, "inbound", "list", "--decision", "held")
+    assert held.exit_code == 0, held.output
+    assert received.message_id in held.output
+    shown = run(stack, "inbound", "show", received.message_id)
+    assert "Held for moderation" in shown.output
+    assert "notice to moderators: sent to 3 moderators" in shown.output
+    before = len(stack.sendgrid.accepted)
+
+    approved = run(stack, "inbound", "approve", received.message_id, "--by", "kim")
+
+    assert approved.exit_code == 0, approved.output
+    assert "approved: forwarded to 11 recipients" in approved.output
+    assert len(stack.sendgrid.accepted) == before + 1
+    again = run(stack, "inbound", "approve", received.message_id)
+    assert again.exit_code == 0, again.output
+    assert "already approved and forwarded: nothing done" in again.output
+    assert len(stack.sendgrid.accepted) == before + 1
+    assert "approved" in run(stack, "inbound", "show", received.message_id).output
+
+
+def test_inbound_reject_tells_the_sender_and_a_wrong_id_is_one_line(stack: Any, gateway: SmtpGateway) -> None:
+    outsider = "ivan108@students.example.net"
+    received = gateway.receive(
+        message(outsider, "E1234-class@esp.example.org", "Party?"),
+        mail_from=outsider,
+        recipients=["E1234-class@esp.example.org"],
+    )
+    rejected = run(stack, "inbound", "reject", received.message_id, "--reason", "Not for this list.")
+    assert rejected.exit_code == 0, rejected.output
+    assert f"rejected; notice sent to {outsider}" in rejected.output
+    assert_one_line_error(run(stack, "inbound", "approve", "no-such-id"), 1, "no inbound message 'no-such-id'")
+    forwarded = gateway.receive(
+        message(RUTH, "E1234-class@esp.example.org", "Ok"), mail_from=RUTH, recipients=["E1234-class@esp.example.org"]
+    )
+    assert_one_line_error(run(stack, "inbound", "approve", forwarded.message_id), 1, "has no post held for moderation")
