@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from espmail.domain.inbound import InboundRecord
+from espmail.domain.words import counted
 from espmail.errors import InvalidInput, NotFound
 from espmail.settings import EnvReader, retention_days
 from espmail.storage.inbound_log import InboundLog
@@ -73,7 +74,10 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
         ("size", f"{record.size:,} bytes" if record.size else "-"),
         ("raw message", record.s3_key or "-"),
         ("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(record.verdicts.items())) or "-"),
-        ("decision", f"{record.decision.value if record.decision else 'none yet'}, to {record.fan_out} people"),
+        (
+            "decision",
+            f"{record.decision.value if record.decision else 'none yet'}, to {counted(record.fan_out, 'person')}",
+        ),
     ]
     if record.notice:
         rows.append(("notice to sender", record.notice))
@@ -157,7 +161,9 @@ def inbound_list(obj: CliContext, since_text: str, decision: str | None) -> None
             ),
         )
     )
-    obj.console.print(f"{len(records)} messages; `espmail inbound show MESSAGE_ID` for the decision per address")
+    obj.console.print(
+        f"{counted(len(records), 'message')}; `espmail inbound show MESSAGE_ID` for the decision per address"
+    )
 
 
 def _moderation(obj: CliContext) -> Any:

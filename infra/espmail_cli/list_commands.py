@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from espmail.domain.list_rules import DEFAULT_RULES, ListRule, Redirect, RuleProblem, parse_redirect
+from espmail.domain.words import counted
 from espmail.settings import SiteSettings
 from espmail.storage.list_rules import ListRuleRepository, RedirectRepository
 from espmail_cli.context import CliContext, pass_cli, tables_of
@@ -82,7 +83,7 @@ def lists_check(obj: CliContext) -> None:
         obj.console.print(f"[yellow]note:[/] {note}")
     for problem in problems:
         obj.console.print(f"[red]✗[/] {problem.item}: {problem.field} {problem.problem}\n    fix: {problem.fix}")
-    summary = f"{len(rule_items)} list rules, {len(redirect_items)} redirects: {len(problems)} problems"
+    summary = f"{counted(len(rule_items), 'list rule')}, {counted(len(redirect_items), 'redirect')}: {counted(len(problems), 'problem')}"
     if problems:
         raise Failure(summary)
     obj.console.print(f"[green]✓[/] {summary}")
@@ -192,4 +193,4 @@ def redirects_show(obj: CliContext) -> None:
     if not rows:
         obj.console.print("no redirects; add one with `espmail redirects set ORIGINAL DEST...`")
     if broken:
-        obj.console.print(f"{broken} redirects cannot be used; `espmail lists check` says why")
+        obj.console.print(f"{counted(broken, 'redirect')} cannot be used; `espmail lists check` says why")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from espmail.domain.words import counted
 from espmail.errors import ConfigurationError
 from espmail_cli.context import CliContext
 from espmail_cli.local_state import LocalState, read_state, remove_state, write_state
@@ -113,7 +114,7 @@ class FunctionLoop:
         for decision in record.decisions:
             colour = {"forwarded": "green", "refused": "yellow"}.get(decision.decision.value, "red")
             if decision.decision.value == "forwarded":
-                what = f"forwarded to {decision.fan_out} people (rule {decision.rule})"
+                what = f"forwarded to {counted(decision.fan_out, 'person')} (rule {decision.rule})"
             else:
                 what = f"{decision.decision.value}: {decision.reason}"
             self.console.print(f"  [{colour}]{decision.address}[/]: {what}")

@@ -14,7 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 MAX_REGEX_LENGTH = 10_000
-_ADDRESS = re.compile(r"^[^@\s,;<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+# An address SendGrid takes: an ASCII dot-atom local part (RFC 5321 dot-string: no leading, trailing or
+# doubled dot; no quoted or non-ASCII local part) of at most 64 characters, and a domain of letter-digit-
+# hyphen labels ending in a letters-only top-level label; 254 characters in all.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDRESS = re.compile(rf"^(?=.{{1,254}}$)(?=[^@]{{1,64}}@){_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 
 
 class Handler(StrEnum):

@@ -71,6 +71,7 @@ from espmail.domain.inbound import (
 from espmail.domain.list_rules import ListRule, RuleProblem
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.people import User
+from espmail.domain.words import counted
 from espmail.errors import ConditionFailed, PermanentSendError, RetryableSendError
 from espmail.incoming.events import CommonHeaders, SesReceipt, StoredAt, Verdict, Verdicts
 from espmail.incoming.forward import (
@@ -548,7 +549,7 @@ class Mailgate:
                 return Resolution(
                     address,
                     Decision.FORWARDED,
-                    f"rule {match.rule.name} ({match.rule.handler.value}): {len(result.recipients)} recipients",
+                    f"rule {match.rule.name} ({match.rule.handler.value}): {counted(len(result.recipients), 'recipient')}",
                     rule=match.rule,
                     recipients=result.recipients,
                     class_code=result.class_code,
@@ -667,7 +668,7 @@ class Mailgate:
                 return RecipientDecision(
                     address,
                     Decision.FORWARDED,
-                    f"forwarded to {fan_out} recipients (by an earlier delivery of this message)",
+                    f"forwarded to {counted(fan_out, 'recipient')} (by an earlier delivery of this message)",
                     fan_out=fan_out,
                     forwarded_to=forwarded_to,
                     sendgrid_message_ids=progress.sendgrid_message_ids,
@@ -739,7 +740,7 @@ class Mailgate:
             return RecipientDecision(
                 address,
                 Decision.FORWARDED,
-                f"forwarded to {fan_out} recipients",
+                f"forwarded to {counted(fan_out, 'recipient')}",
                 fan_out=fan_out,
                 forwarded_to=forwarded_to,
                 sendgrid_message_ids=tuple(ids),
@@ -767,7 +768,7 @@ class Mailgate:
         return RecipientDecision(
             address,
             Decision.FORWARDED,
-            f"forwarded to {len(reached)} recipients; {len(missed)} refused by SendGrid",
+            f"forwarded to {counted(len(reached), 'recipient')}; {len(missed)} refused by SendGrid",
             fan_out=len(reached),
             forwarded_to=reached[:MAX_LOGGED_RECIPIENTS],
             sendgrid_message_ids=tuple(ids),
