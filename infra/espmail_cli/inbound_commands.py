@@ -218,8 +218,13 @@ def _login() -> str:
 @inbound.command("redrive")
 @click.option("--dry-run", is_flag=True, help="List what is waiting in the on-failure queue; replay nothing.")
 @click.option("--max", "limit", type=click.IntRange(min=1), default=1000, show_default=True, help="Replay at most N.")
+@click.option(
+    "--discard-expired",
+    is_flag=True,
+    help="Remove the records whose raw message has expired from the bucket (they can never be replayed).",
+)
 @pass_cli
-def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
+def inbound_redrive(obj: CliContext, dry_run: bool, limit: int, discard_expired: bool) -> None:
     """Replay the messages in the mailgate's on-failure queue through the mailgate.
 
     Each queue message is Lambda's on-failure record of an invocation that failed three times; its
@@ -229,7 +234,7 @@ def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
     """
     from espmail_cli.redrive import redrive
 
-    outcome = redrive(obj.target, dry_run=dry_run, limit=limit)
+    outcome = redrive(obj.target, dry_run=dry_run, limit=limit, discard_expired=discard_expired)
     obj.console.print(
         table(
             "On-failure queue" + (" (dry run)" if dry_run else ""),
@@ -240,9 +245,13 @@ def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
     if dry_run:
         obj.console.print(f"{len(outcome.entries)} waiting; run without --dry-run to replay them")
         return
-    obj.console.print(f"replayed {outcome.replayed}, failed {outcome.failed}, skipped {outcome.skipped}")
-    if outcome.failed or outcome.skipped:
-        raise Failure(
-            f"{outcome.failed + outcome.skipped} queue messages were left in the queue; "
-            "`espmail inbound show MESSAGE_ID` says how far each got"
-        )
+    summary = f"replayed {outcome.replayed}, failed {outcome.failed}, skipped {outcome.skipped}"
+    if outcome.discarded or outcome.expired:
+        summary += f", discarded {outcome.discarded}, expired {outcome.expired}"
+    obj.console.print(summary)
+    left = outcome.failed + outcome.skipped + outcome.expired
+    if left:
+        hint = "`espmail inbound show MESSAGE_ID` says how far each got"
+        if outcome.expired:
+            hint += "; `--discard-expired` removes those whose raw message has expired"
+        raise Failure(f"{counted(left, 'queue message')} left in the queue; {hint}")
