@@ -259,3 +259,20 @@ def test_the_scheduled_expiry_function_expires_a_held_post_whose_time_ran_out(st
     assert stack.invoke("ModerationExpiryFunction", scheduled_event("t")) == {"expired": 0, "lists": []}
     _, notice = bodies(stack)
     assert recipients(notice) == [OUTSIDER]
+
+
+def test_a_moderators_notice_that_cannot_be_sent_is_retried_not_lost(stack: Any) -> None:
+    from embedded.sendgrid_double import Status
+    from espmail.errors import RetryableSendError
+    from tests.e2e.mailgate_support import deliver_to, invoke
+
+    seeded(stack)
+    delivered = deliver_to(stack, message(sender=f"Ivan <{OUTSIDER}>", subject="Can I join?"))
+    stack.sendgrid.inject(Status(500))
+    with pytest.raises(RetryableSendError):
+        invoke(stack, delivered)
+    retried = invoke(stack, delivered)
+    assert retried.decision == "held"
+    (notice,) = bodies(stack)  # once
+    assert notice["subject"] == "Held for moderation: Can I join?"
+    assert record(stack, delivered.message_id).moderator_notice.startswith("sent to 3 moderators")
