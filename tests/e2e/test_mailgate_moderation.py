@@ -276,3 +276,41 @@ def test_a_moderators_notice_that_cannot_be_sent_is_retried_not_lost(stack: Any)
     (notice,) = bodies(stack)  # once
     assert notice["subject"] == "Held for moderation: Can I join?"
     assert record(stack, delivered.message_id).moderator_notice.startswith("sent to 3 moderators")
+
+
+def test_with_links_each_moderator_gets_their_own_signed_link_and_it_approves_once(stack: Any) -> None:
+    import re
+    from email import message_from_bytes, policy
+
+    from espmail.incoming.events import parse_ses_event
+    from espmail.incoming.moderation import ModerationLinks
+    from espmail.incoming.wiring import build_mailgate
+    from tests.e2e.mailgate_support import deliver_to
+
+    seeded(stack)
+    settings = MailgateSettings.from_env(stack.function_env("MailgateFunction"))
+    mailgate = build_mailgate(settings, dynamodb=stack.client("dynamodb"), s3=stack.client("s3"))
+    mailgate.moderation_links = ModerationLinks("https://esp.example.org/mail/moderate", KEYS)
+    delivered = deliver_to(stack, message(sender=f"Ivan <{OUTSIDER}>", subject="Can I join?"))
+    (receipt,) = parse_ses_event(delivered.event)
+    assert mailgate.receive(receipt).decision is not None
+    (accepted,) = stack.sendgrid.accepted
+    links: dict[str, dict[str, str]] = {}
+    for path in accepted.eml_paths:
+        copy = message_from_bytes(path.read_bytes(), policy=policy.default)
+        text = copy.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        found = dict(re.findall(r"(Approve|Reject) \S+: https://esp\.example\.org/mail/moderate\?t=(\S+)", text))
+        links[str(copy["To"]).rpartition("<")[2].rstrip(">")] = found
+    assert set(links) == {DIRECTORS, RUTH, OMAR}
+    assert len({v["Approve"] for v in links.values()}) == 3  # each moderator's own token
+    moderation = _moderation(stack)
+    (approved,) = moderation.decide_by_token(links[OMAR]["Approve"])
+    assert approved.changed
+    assert approved.result.startswith("approved: forwarded to 11 recipients")
+    hold = record(stack, delivered.message_id).hold_for(LIST)
+    assert hold is not None
+    assert hold.decided_by == OMAR
+    (again,) = moderation.decide_by_token(links[RUTH]["Reject"])
+    assert not again.changed
+    assert again.result.startswith(f"already approved by {OMAR}")
+    assert len(stack.sendgrid.accepted) == 2

@@ -149,7 +149,7 @@ def test_a_broken_redirect_is_marked_in_show(stack: Any) -> None:
     assert result.exit_code == 0
     assert "oops@esp.example.org" in result.output
     assert "give at least one address" in result.output
-    assert "1 redirects cannot be used" in result.output
+    assert "1 redirect cannot be used" in result.output
 
 
 def _readme_rule() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from espmail.settings import SiteSettings
 from espmail.storage.inbound_log import InboundLog
 
 MAX_QUOTED_TEXT = 4000
+ACTIONS_TAG = "-espmail-moderation-actions-"  # replaced per moderator (SendGrid substitutions)
 
 
 class NoticeMailer(Protocol):
@@ -137,11 +138,11 @@ def moderator_notice(
             ]
         else:
             actions = ["Ask a director to approve or reject it (the commands below)."]
-        personalizations.append(Personalization(to=(moderator,), substitutions={"-actions-": "\n".join(actions)}))
+        personalizations.append(Personalization(to=(moderator,), substitutions={ACTIONS_TAG: "\n".join(actions)}))
     message = MailMessage(
         sender=Address(site.support_address, display_name(f"{site.name} mail system")),
         subject=f"Held for moderation: {one_line(subject) or '(no subject)'}"[:300],
-        text="\n".join([*lines, "-actions-", *lines_after]),
+        text="\n".join([*lines, ACTIONS_TAG, *lines_after]),
         headers={"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
         categories=("moderation-notice",),
     )
@@ -269,7 +270,8 @@ class Moderation:
             if state is not HoldState.APPROVED:
                 results.append(ModerationResult(hold.address, self._why_not(record.message_id, hold.address), False))
                 continue
-            progress = record.forward_for(hold.address)
+            current = record if won else self.log.get(record.message_id)  # an earlier approval may have sent it
+            progress = current.forward_for(hold.address) if current is not None else None
             if not won and progress is not None and progress.state is ForwardState.SENT:
                 results.append(ModerationResult(hold.address, "already approved and forwarded: nothing done", False))
                 continue
