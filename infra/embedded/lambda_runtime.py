@@ -1,10 +1,18 @@
 """Runs the real handlers in-process, the way Lambda would: the ``Handler`` string from the template,
-the function's environment from the template, a context whose remaining time can be set."""
+the function's environment from the template, a context whose remaining time can be set.
+
+Each invocation is kept while it runs (``invocation_of_this_thread``), so an AWS call made meanwhile can be
+told apart as the function's own: the IAM contract (``embedded.aws_calls``) holds it against that function's
+role. A call belongs to the invocation when it comes from the invoking thread or from a thread started
+while the invocation ran (the sender's pools); calls from threads that were already there (a test or the
+CLI reading tables while a function runs) belong to no function.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -12,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedded.template import function_handler
+from embedded.template import Resolver, function_handler
 
 
 @dataclass
@@ -64,6 +72,52 @@ def restore_environment(saved: Mapping[str, str | None]) -> None:
             os.environ[name] = value
 
 
+@dataclass(frozen=True, eq=False)
+class Invocation:
+    """One handler call in progress: which function, on what event, in which deployment (the resolver of
+    the stack's parameters and names, when the caller knows it)."""
+
+    logical_id: str
+    event: Any
+    resolver: Resolver | None
+    thread: threading.Thread
+    threads_before: frozenset[threading.Thread]
+
+
+_running: list[Invocation] = []
+_running_lock = threading.Lock()
+
+
+def running_invocations() -> list[Invocation]:
+    with _running_lock:
+        return list(_running)
+
+
+def invocation_of_this_thread() -> Invocation | None:
+    """The invocation this thread works for: the one it runs, or the only one running when this thread
+    was started during it (several functions running at once: ``None`` rather than a guess)."""
+    current = threading.current_thread()
+    running = running_invocations()
+    for invocation in reversed(running):
+        if invocation.thread is current:
+            return invocation
+    started_during = [i for i in running if current not in i.threads_before]
+    if len({i.logical_id for i in started_during}) == 1:
+        return started_during[-1]
+    return None
+
+
+@contextmanager
+def _running_as(invocation: Invocation) -> Iterator[None]:
+    with _running_lock:
+        _running.append(invocation)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.remove(invocation)
+
+
 def invoke_handler(
     logical_id: str,
     event: Any,
@@ -71,10 +125,12 @@ def invoke_handler(
     *,
     tpl: Mapping[str, Any] | None = None,
     remaining_ms: int = 300_000,
+    resolver: Resolver | None = None,
 ) -> Any:
     """Calls the function's real handler (``Handler:`` from the template) on ``event`` in this process, with
     the function's environment ``variables`` set for the call."""
     handler = resolve_handler(function_handler(logical_id, tpl))
     context = LambdaContext(function_name=logical_id, remaining_ms=remaining_ms)
-    with environment(variables):
+    invocation = Invocation(logical_id, event, resolver, threading.current_thread(), frozenset(threading.enumerate()))
+    with environment(variables), _running_as(invocation):
         return handler(event, context)

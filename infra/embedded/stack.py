@@ -119,7 +119,14 @@ class EmbeddedStack:
 
     def invoke(self, logical_id: str, event: Any, *, remaining_ms: int = 300_000) -> Any:
         """Calls the function's real handler (``Handler:`` from the template) in this process."""
-        return invoke_handler(logical_id, event, self.function_env(logical_id), tpl=self.tpl, remaining_ms=remaining_ms)
+        return invoke_handler(
+            logical_id,
+            event,
+            self.function_env(logical_id),
+            tpl=self.tpl,
+            remaining_ms=remaining_ms,
+            resolver=self.resolver,
+        )
 
     def activate(self, logical_id: str | None = None) -> None:
         """Puts a function's environment into this process for good (the CLI and the demo use this)."""

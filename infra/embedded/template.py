@@ -7,6 +7,7 @@ wiring cannot drift from what is deployed.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -85,6 +86,16 @@ class Resolver:
             "AWS::NoValue": None,
         }
 
+    def rebound(self, tpl: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None) -> Resolver:
+        """The same deployment read through another template (the SAM translation of this one) or with
+        some parameter values changed."""
+        other = copy.copy(self)
+        other.tpl = self.tpl if tpl is None else tpl
+        other.parameters = {**self.parameters, **(parameters or {})}
+        other.physical = dict(self.physical)
+        other.pseudo = dict(self.pseudo)
+        return other
+
     def _default(self, name: str) -> Any:
         spec = self.tpl.get("Parameters", {}).get(name)
         if spec is None:
@@ -125,8 +136,8 @@ class Resolver:
                 logical, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
                 return self.get_att(logical, attribute)
             if key == "Fn::If":
-                _condition, when_true, _when_false = arg
-                return self.resolve(when_true)
+                condition, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(condition) else when_false)
             if key == "Fn::Split":
                 sep, text = arg
                 return str(self.resolve(text)).split(sep)
@@ -134,6 +145,25 @@ class Resolver:
                 index, items = arg
                 return self.resolve(items)[int(index)]
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def condition(self, name: str) -> bool:
+        """A template condition's value under these parameters (``Conditions`` of the template)."""
+        return self._holds(self.tpl.get("Conditions", {})[name])
+
+    def _holds(self, expression: Any) -> bool:
+        ((key, arg),) = expression.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            left, right = (self.resolve(a) for a in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self._holds(arg[0])
+        if key == "Fn::And":
+            return all(self._holds(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._holds(a) for a in arg)
+        raise ValueError(f"unsupported condition function {key}")
 
     def _sub_name(self, name: str) -> Any:
         if "." in name:
@@ -149,6 +179,8 @@ class Resolver:
                 return f"arn:aws:s3:::{physical}"
             if kind == "AWS::SQS::Queue":
                 return f"arn:aws:sqs:{self.pseudo['AWS::Region']}:{self.pseudo['AWS::AccountId']}:{physical}"
+            if kind == "AWS::KMS::Key":
+                return f"arn:aws:kms:{self.pseudo['AWS::Region']}:{self.pseudo['AWS::AccountId']}:key/{physical}"
             if kind == "AWS::DynamoDB::Table":
                 return f"arn:aws:dynamodb:{self.pseudo['AWS::Region']}:{self.pseudo['AWS::AccountId']}:table/{physical}"
             return f"arn:aws:lambda:{self.pseudo['AWS::Region']}:{self.pseudo['AWS::AccountId']}:function:{physical}"

@@ -137,8 +137,9 @@ class LocalTarget:
 
         _require_function(template(), logical_id)
         variables = self.environment(logical_id)
+        deployment = Resolver(template(), self.state.parameters, self.state.names)
         try:
-            return invoke_handler(logical_id, event, variables)
+            return invoke_handler(logical_id, event, variables, resolver=deployment)
         except Exception as exc:
             raise FunctionFailed(f"{logical_id} failed: {type(exc).__name__}: {exc}") from exc
 

@@ -169,6 +169,7 @@ def _state_of(stack: EmbeddedStack, gateway: SmtpGateway, out_dir: Path) -> Loca
         environment=stack.function_env(),
         functions={name: stack.function_env(name) for name in functions},
         names=dict(stack.names),
+        parameters=dict(stack.parameters),
     )
 
 

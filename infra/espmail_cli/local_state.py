@@ -36,6 +36,8 @@ class LocalState:
     """Per function logical id: the environment that function gets."""
     names: dict[str, str] = field(default_factory=dict)
     """Logical id -> local physical name (tables, queues, buckets, functions)."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """The template parameter values the local stack was made with (the IAM contract resolves roles with them)."""
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -63,6 +65,7 @@ class LocalState:
                     for name, env in dict(data.get("functions", {})).items()
                 },
                 names={str(k): str(v) for k, v in dict(data.get("names", {})).items()},
+                parameters={str(k): v for k, v in dict(data.get("parameters", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"{where} is damaged ({exc}); delete it and start `espmail local serve`") from exc

@@ -241,6 +241,26 @@ def test_higher_priority_requests_are_expanded_and_sent_first(stack: Any, monkey
     assert first.body["subject"] == "high"
 
 
+def test_a_backlog_larger_than_one_run_still_expands_the_highest_priority_first(stack: Any, monkeypatch: Any) -> None:
+    """More requests due than a run takes: the expander ranks the whole backlog and reads the chosen ones
+    it has not read yet in one BatchGetItem on MessageRequests (a call its role must allow)."""
+    monkeypatch.setenv("EXPAND_MAX_REQUESTS_PER_RUN", "2")
+    seeded(stack)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    older = [
+        put_unchecked(
+            stack, recipients=["user:teacher_ruth"], priority=1, subject=f"low {n}", now=start + timedelta(seconds=n)
+        )
+        for n in range(3)
+    ]
+    urgent = put_unchecked(stack, recipients=["user:teacher_omar"], priority=9, subject="urgent")
+
+    report = expand(stack)
+
+    assert report["expanded"] == [urgent.request_id, older[0].request_id]
+    assert request(stack, older[1].request_id).status is RequestStatus.PENDING  # the next run's
+
+
 def test_the_real_scheduler_event_and_a_worker_input_both_run_the_sender(stack: Any) -> None:
     seeded(stack)
     created = put_unchecked(stack, recipients=["E1234:class"])

@@ -10,7 +10,7 @@ from typing import Any
 from embedded.template import TEMPLATE_PATH, load_template, resources_of_type
 from tests.infrastructure.test_template import translated
 
-ZONE_ARN = {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/${HostedZoneId}"}
+ZONES_ARN = {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/*"}
 SECRET = {"Ref": "SendGridApiKeySecretArn"}
 
 
@@ -98,12 +98,16 @@ def test_the_custom_resource_functions_run_the_tested_handlers() -> None:
         assert properties["Handler"] == handler
 
 
-def test_route53_records_are_changed_only_in_the_given_zone_and_only_when_there_is_one() -> None:
+def test_route53_records_are_changed_only_of_sendgrids_types_and_only_when_there_is_a_zone() -> None:
+    # Any zone of the account: a changed HostedZoneId's old zone is cleaned under the updated policy.
     granting = [s for s in _all_statements() if any(a.startswith("route53:") for a in _actions(s))]
     changes = [s for s in granting if "route53:ChangeResourceRecordSets" in _actions(s)]
     assert len(changes) == 1
     assert sorted(_actions(changes[0])) == ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"]
-    assert changes[0]["Resource"] == ZONE_ARN
+    assert changes[0]["Resource"] == ZONES_ARN
+    assert changes[0]["Condition"] == {
+        "ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsRecordTypes": ["CNAME", "MX", "TXT"]}
+    }
     others = [s for s in granting if s is not changes[0]]
     assert [(_actions(s), s["Resource"]) for s in others] == [
         (["route53:GetChange"], {"Fn::Sub": "arn:${AWS::Partition}:route53:::change/*"})

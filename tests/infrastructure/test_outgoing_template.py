@@ -89,7 +89,12 @@ def test_each_sender_worker_has_its_own_schedule_enabled_by_sender_workers() -> 
 
 def test_the_expander_role_touches_exactly_its_tables() -> None:
     grants = _dynamodb_grants("ExpanderFunctionRole")
-    assert grants[_table("MessageRequestsTable")] == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    assert grants[_table("MessageRequestsTable")] == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",  # a backlog's chosen requests, in one batch
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+    }
     assert grants[_index("MessageRequestsTable", "pending-by-time")] == {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",

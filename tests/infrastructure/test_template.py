@@ -3,16 +3,13 @@ resources, encryption, least-privilege IAM and failure destinations the design p
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cache
 from typing import Any
 
-import boto3
 import pytest
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
+from embedded.iam import translate
 from embedded.template import TEMPLATE_PATH, load_template, resources_of_type
 
 PARAMETERS = {
@@ -28,24 +25,7 @@ DATA_SERVICES = ("dynamodb:", "s3:", "sqs:", "secretsmanager:", "route53:ChangeR
 
 @cache
 def translated() -> dict[str, Any]:
-    sam = copy.deepcopy(load_template())
-    # What `sam package` does: local code folders become S3 locations.
-    for name, body in sam["Resources"].items():
-        properties = body.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str) and not properties[key].startswith("s3://"):
-                properties[key] = f"s3://espmail-artifacts/{name}.zip"
-    translator = Translator(
-        managed_policy_map={
-            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-            "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-            "AWSXRayDaemonWriteAccess": "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
-        },
-        sam_parser=Parser(),
-        boto_session=boto3.session.Session(region_name="us-east-1"),
-    )
-    result: dict[str, Any] = translator.translate(sam, parameter_values=dict(PARAMETERS))
-    return result
+    return translate(load_template(), PARAMETERS)
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ def _state_for(stack: Any, pid: int) -> LocalState:
         environment=stack.function_env(),
         functions={name: stack.function_env(name) for name in functions},
         names=dict(stack.names),
+        parameters=dict(stack.parameters),
     )
 
 
