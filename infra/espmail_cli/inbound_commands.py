@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
 from espmail.domain.inbound import InboundRecord
+from espmail.domain.words import counted
 from espmail.errors import InvalidInput, NotFound
 from espmail.settings import EnvReader, retention_days
 from espmail.storage.inbound_log import InboundLog
@@ -72,7 +74,10 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
         ("size", f"{record.size:,} bytes" if record.size else "-"),
         ("raw message", record.s3_key or "-"),
         ("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(record.verdicts.items())) or "-"),
-        ("decision", f"{record.decision.value if record.decision else 'none yet'}, to {record.fan_out} people"),
+        (
+            "decision",
+            f"{record.decision.value if record.decision else 'none yet'}, to {counted(record.fan_out, 'person')}",
+        ),
     ]
     if record.notice:
         rows.append(("notice to sender", record.notice))
@@ -89,6 +94,26 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
             ),
         )
     )
+    if record.holds:
+        obj.console.print(
+            table(
+                "Held for moderation",
+                ("address", "state", "decided by", "expires", "sender told", "reason"),
+                (
+                    (
+                        h.address,
+                        h.state.value,
+                        h.decided_by or "-",
+                        h.expires_at.isoformat(timespec="minutes"),
+                        h.sender_notice or "-",
+                        h.reason,
+                    )
+                    for h in record.holds
+                ),
+            )
+        )
+        if record.moderator_notice:
+            obj.console.print(f"notice to moderators: {record.moderator_notice}")
     if record.forwards:
         obj.console.print(
             table(
@@ -106,7 +131,7 @@ def show_record(obj: CliContext, record: InboundRecord) -> None:
 @click.option("--since", "since_text", default="1d", show_default=True, help="30m, 6h, 2d, 1w, or an ISO date/time.")
 @click.option(
     "--decision",
-    type=click.Choice(["forwarded", "refused", "dropped", "pending"]),
+    type=click.Choice(["forwarded", "held", "refused", "dropped", "pending"]),
     help="Only messages with this overall decision (pending: not decided yet).",
 )
 @pass_cli
@@ -136,14 +161,70 @@ def inbound_list(obj: CliContext, since_text: str, decision: str | None) -> None
             ),
         )
     )
-    obj.console.print(f"{len(records)} messages; `espmail inbound show MESSAGE_ID` for the decision per address")
+    obj.console.print(
+        f"{counted(len(records), 'message')}; `espmail inbound show MESSAGE_ID` for the decision per address"
+    )
+
+
+def _moderation(obj: CliContext) -> Any:
+    from espmail.incoming.settings import MailgateSettings
+    from espmail.incoming.wiring import build_moderation
+
+    obj.target.activate()
+    settings = MailgateSettings.from_env(obj.target.environment("MailgateFunction"))
+    return build_moderation(settings, dynamodb=obj.target.client("dynamodb"), s3=obj.target.client("s3"))
+
+
+def _show_moderation(obj: CliContext, title: str, results: Any) -> None:
+    obj.console.print(table(title, ("address", "result"), ((r.address, r.result) for r in results)))
+
+
+@inbound.command("approve")
+@click.argument("message_id")
+@click.option("--list", "address", help="Only this held list address (default: every held list of the message).")
+@click.option("--by", default="", help="Who approves (recorded in the InboundLog; default: your login name).")
+@pass_cli
+def inbound_approve(obj: CliContext, message_id: str, address: str | None, by: str) -> None:
+    """Forward a message held for moderation, exactly once (a second approval does nothing).
+
+    Runs here with your credentials: it reads the raw message from the bucket, the tables the mailgate
+    reads, and the SendGrid key, as the mailgate does.
+    """
+    results = _moderation(obj).approve(message_id, address=address, by=by or _login())
+    _show_moderation(obj, f"Approve {message_id}", results)
+
+
+@inbound.command("reject")
+@click.argument("message_id")
+@click.option("--list", "address", help="Only this held list address (default: every held list of the message).")
+@click.option("--reason", default="", help="A note for the sender, quoted in their notice.")
+@click.option("--by", default="", help="Who rejects (recorded in the InboundLog; default: your login name).")
+@pass_cli
+def inbound_reject(obj: CliContext, message_id: str, address: str | None, reason: str, by: str) -> None:
+    """Reject a message held for moderation; its sender is told once."""
+    results = _moderation(obj).reject(message_id, address=address, by=by or _login(), reason=reason)
+    _show_moderation(obj, f"Reject {message_id}", results)
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (espmail CLI)"
+    except (OSError, KeyError):
+        return "espmail CLI"
 
 
 @inbound.command("redrive")
 @click.option("--dry-run", is_flag=True, help="List what is waiting in the on-failure queue; replay nothing.")
 @click.option("--max", "limit", type=click.IntRange(min=1), default=1000, show_default=True, help="Replay at most N.")
+@click.option(
+    "--discard-expired",
+    is_flag=True,
+    help="Remove the records whose raw message has expired from the bucket (they can never be replayed).",
+)
 @pass_cli
-def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
+def inbound_redrive(obj: CliContext, dry_run: bool, limit: int, discard_expired: bool) -> None:
     """Replay the messages in the mailgate's on-failure queue through the mailgate.
 
     Each queue message is Lambda's on-failure record of an invocation that failed three times; its
@@ -153,7 +234,7 @@ def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
     """
     from espmail_cli.redrive import redrive
 
-    outcome = redrive(obj.target, dry_run=dry_run, limit=limit)
+    outcome = redrive(obj.target, dry_run=dry_run, limit=limit, discard_expired=discard_expired)
     obj.console.print(
         table(
             "On-failure queue" + (" (dry run)" if dry_run else ""),
@@ -164,9 +245,13 @@ def inbound_redrive(obj: CliContext, dry_run: bool, limit: int) -> None:
     if dry_run:
         obj.console.print(f"{len(outcome.entries)} waiting; run without --dry-run to replay them")
         return
-    obj.console.print(f"replayed {outcome.replayed}, failed {outcome.failed}, skipped {outcome.skipped}")
-    if outcome.failed or outcome.skipped:
-        raise Failure(
-            f"{outcome.failed + outcome.skipped} queue messages were left in the queue; "
-            "`espmail inbound show MESSAGE_ID` says how far each got"
-        )
+    summary = f"replayed {outcome.replayed}, failed {outcome.failed}, skipped {outcome.skipped}"
+    if outcome.discarded or outcome.expired:
+        summary += f", discarded {outcome.discarded}, expired {outcome.expired}"
+    obj.console.print(summary)
+    left = outcome.failed + outcome.skipped + outcome.expired
+    if left:
+        hint = "`espmail inbound show MESSAGE_ID` says how far each got"
+        if outcome.expired:
+            hint += "; `--discard-expired` removes those whose raw message has expired"
+        raise Failure(f"{counted(left, 'queue message')} left in the queue; {hint}")

@@ -8,11 +8,12 @@ from typing import Any
 import click
 
 from espmail.domain.list_rules import DEFAULT_RULES, ListRule, Redirect, RuleProblem, parse_redirect
+from espmail.domain.words import counted
 from espmail.settings import SiteSettings
 from espmail.storage.list_rules import ListRuleRepository, RedirectRepository
 from espmail_cli.context import CliContext, pass_cli, tables_of
 from espmail_cli.output import Failure, table
-from espmail_cli.rule_check import check_redirect_item, check_rule_item
+from espmail_cli.rule_check import check_redirect_item, check_rule_item, unreachable_rules
 
 
 def _rules(obj: CliContext) -> ListRuleRepository:
@@ -56,8 +57,18 @@ def lists_check(obj: CliContext) -> None:
     obj.console.print(
         table(
             "List rules, in the order the mailgate tries them",
-            ("seq", "name", "handler", "regex", "enabled"),
-            ((r.seq, r.name, r.handler.value, r.regex, "yes" if r.enabled else "no") for r in good_rules),
+            ("seq", "name", "handler", "regex", "posting", "enabled"),
+            (
+                (
+                    r.seq,
+                    r.name,
+                    r.handler.value,
+                    r.regex,
+                    "moderated" if r.moderated else r.posting_policy.value,
+                    "yes" if r.enabled else "no",
+                )
+                for r in good_rules
+            ),
         )
     )
     notes: list[str] = []
@@ -65,13 +76,14 @@ def lists_check(obj: CliContext) -> None:
         if count > 1:
             names = ", ".join(r.name for r in good_rules if r.seq == seq)
             notes.append(f"rules {names} share seq {seq}: they are tried in name order; give each its own seq")
+    notes += unreachable_rules(good_rules)
     if not rule_items:
         notes.append("there are no list rules: no list address works; run `espmail lists seed-defaults`")
     for note in notes:
         obj.console.print(f"[yellow]note:[/] {note}")
     for problem in problems:
         obj.console.print(f"[red]✗[/] {problem.item}: {problem.field} {problem.problem}\n    fix: {problem.fix}")
-    summary = f"{len(rule_items)} list rules, {len(redirect_items)} redirects: {len(problems)} problems"
+    summary = f"{counted(len(rule_items), 'list rule')}, {counted(len(redirect_items), 'redirect')}: {counted(len(problems), 'problem')}"
     if problems:
         raise Failure(summary)
     obj.console.print(f"[green]✓[/] {summary}")
@@ -118,7 +130,7 @@ def lists_test(obj: CliContext, address: str, sender: str) -> None:
 
     ADDRESS may be a local part (E1234-class) or a whole address. SENDER is taken as authenticated (as if
     SES's DMARC check passed); an address with no account is an unknown sender. Nothing is sent or written.
-    Exit 0 when the mail would be forwarded, 1 when refused or dropped.
+    Exit 0 when the mail would be forwarded, 1 when it would be held for moderation, refused or dropped.
     """
     from espmail.domain.inbound import Decision
     from espmail_cli.list_explain import explain_address
@@ -181,4 +193,4 @@ def redirects_show(obj: CliContext) -> None:
     if not rows:
         obj.console.print("no redirects; add one with `espmail redirects set ORIGINAL DEST...`")
     if broken:
-        obj.console.print(f"{broken} redirects cannot be used; `espmail lists check` says why")
+        obj.console.print(f"{counted(broken, 'redirect')} cannot be used; `espmail lists check` says why")

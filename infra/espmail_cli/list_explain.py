@@ -19,7 +19,9 @@ def explain_address(obj: CliContext, address: str, sender: str) -> Decision:
     settings = MailgateSettings.from_env(target.environment(MAILGATE))
     mailgate = build_mailgate(settings, dynamodb=target.client("dynamodb"), s3=target.client("s3"))
     resolution = mailgate.explain(address, sender)
-    colour = {Decision.FORWARDED: "green", Decision.REFUSED: "yellow"}.get(resolution.decision, "red")
+    colour = {Decision.FORWARDED: "green", Decision.HELD: "yellow", Decision.REFUSED: "yellow"}.get(
+        resolution.decision, "red"
+    )
     rows = [
         ("address", resolution.address),
         ("from", sender),
@@ -32,6 +34,12 @@ def explain_address(obj: CliContext, address: str, sender: str) -> Decision:
         rows.append(("List-Id", resolution.list_id))
     if resolution.decision is Decision.FORWARDED:
         rows.append(("would reach", f"{len(resolution.recipients)} addresses"))
+    if resolution.rule is not None:
+        rule = resolution.rule
+        rows.append(("posting", "moderated: every post held" if rule.moderated else rule.posting_policy.value))
+    if resolution.decision is Decision.HELD:
+        rows.append(("moderators", ", ".join(m.email for m in resolution.moderators) or "-"))
+        rows.append(("once approved", f"would reach {len(resolution.recipients)} addresses"))
     obj.console.print(facts(rows))
     if resolution.recipients:
         people = Table(title="Recipients", title_justify="left")

@@ -26,16 +26,17 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from espmail.domain.words import counted
 from espmail.errors import ConfigurationError
 from espmail_cli.context import CliContext
 from espmail_cli.local_state import LocalState, read_state, remove_state, write_state
-from espmail_cli.output import Failure
+from espmail_cli.output import FUNCTION_LOG, Failure
 
 if TYPE_CHECKING:
     from embedded.smtp_gateway import Received, SmtpGateway
     from embedded.stack import EmbeddedStack
 
-SCHEDULED = ("ExpanderFunction", "SenderFunction")
+SCHEDULED = ("ExpanderFunction", "SenderFunction", "ModerationExpiryFunction")
 
 
 def _work_done(result: Any) -> str:
@@ -44,7 +45,7 @@ def _work_done(result: Any) -> str:
         return ""
     busy: list[str] = []
     for key, value in result.items():
-        if isinstance(value, bool) or key in {"worker", "workers", "write_requests", "calls"}:
+        if isinstance(value, bool) or key in {"worker", "workers", "write_requests", "calls", "shards", "lists"}:
             continue
         count = len(value) if isinstance(value, list | tuple) else value
         if isinstance(count, int | float) and count:
@@ -95,7 +96,7 @@ class FunctionLoop:
             where = "its on-failure queue" if delivery.failure_queue_url else "nowhere (no on-failure queue)"
             self.console.print(
                 f"[red]✗[/] mailgate failed {delivery.attempts} times on {received.message_id}: {delivery.error}; "
-                f"the event went to {where} (`espmail --local inbound redrive` replays it)"
+                f"the event went to {where} (`espmail --local inbound redrive` replays it; details in {FUNCTION_LOG})"
             )
             return
         self.report_decisions(received.message_id)
@@ -113,7 +114,7 @@ class FunctionLoop:
         for decision in record.decisions:
             colour = {"forwarded": "green", "refused": "yellow"}.get(decision.decision.value, "red")
             if decision.decision.value == "forwarded":
-                what = f"forwarded to {decision.fan_out} people (rule {decision.rule})"
+                what = f"forwarded to {counted(decision.fan_out, 'person')} (rule {decision.rule})"
             else:
                 what = f"{decision.decision.value}: {decision.reason}"
             self.console.print(f"  [{colour}]{decision.address}[/]: {what}")
@@ -126,7 +127,7 @@ class FunctionLoop:
             try:
                 result = self.stack.invoke(name, event)
             except Exception as exc:  # noqa: BLE001 - shown to the person; the next run tries again, as EventBridge would
-                self.console.print(f"[red]✗[/] {name} failed: {type(exc).__name__}: {exc}")
+                self.console.print(f"[red]✗[/] {name} failed: {type(exc).__name__}: {exc} (details in {FUNCTION_LOG})")
                 continue
             summary = _work_done(result)
             if summary:
@@ -180,6 +181,7 @@ def _banner(console: Console, stack: EmbeddedStack, gateway: SmtpGateway, out_di
     console.print(f"SendGrid double:   {stack.sendgrid.host}  → every accepted message as .eml in {out_dir}/")
     console.print(f"SMTP (as SES):     {gateway.host}:{gateway.port}  for @{SITE_DOMAIN}")
     console.print(f"state file:        {state_file}  (`espmail --local ...` in this folder uses this stack)")
+    console.print(f"function logs:     {FUNCTION_LOG}  (each function's JSON log, tracebacks included)")
     console.print(
         f"try:  swaks --server {gateway.host}:{gateway.port} --from ruth@physics.example.edu "
         f"--to E1234-class@{SITE_DOMAIN} --header 'Subject: Lab safety'"

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from espmail.domain.words import counted
 from espmail.errors import InvalidInput
 from espmail.outgoing.requests import MessageRequest, RequestStatus, sendto_text
 from espmail.outgoing.requests_service import MessageRequestService
@@ -228,7 +229,7 @@ def requests_list(obj: CliContext, status: str | None, limit: int) -> None:
             ),
         )
     )
-    obj.console.print(f"{len(found)} requests")
+    obj.console.print(counted(len(found), "request"))
 
 
 class RateColumn(ProgressColumn):

@@ -3,7 +3,9 @@ tables for what it shows."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -46,10 +48,48 @@ def as_failure(exc: EspMailError | ClientError | BotoCoreError) -> Failure:
     return Failure(aws_error_line(exc))
 
 
+class _FileOnFirstWrite:
+    """A text stream that creates its file (and folder) only when something is written to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        written = self._file.write(text)
+        self._file.flush()
+        return written
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+
+FUNCTION_LOG = Path(".espmail/functions.log")
+
+
+def send_function_logs_to(path: Path) -> None:
+    """The functions this process runs (local serve, ``--local``, approve, redrive) log as they would in
+    Lambda: structured JSON, with the traceback of what failed. That is for the log, not for a person's
+    terminal: it goes to ``path``; the command says in one line what happened."""
+    from espmail.observability import logger
+
+    handler = logger().registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(_FileOnFirstWrite(path))  # type: ignore[arg-type]
+    embedded = logging.getLogger("embedded")
+    embedded.handlers = [logging.StreamHandler(_FileOnFirstWrite(path))]  # type: ignore[arg-type]
+    embedded.propagate = False
+
+
 class EspMailGroup(click.Group):
     """The root group: turns the project's errors and AWS errors into one line and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        send_function_logs_to(FUNCTION_LOG)
         try:
             return super().invoke(ctx)
         except (EspMailError, ClientError, BotoCoreError) as exc:

@@ -10,6 +10,7 @@ from typing import TypeVar
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from espmail.domain.words import counted
 from espmail.storage.groups import GroupRepository
 from espmail.storage.users import UserRepository
 from espmail_cli.context import CliContext, pass_cli
@@ -48,7 +49,9 @@ def report(obj: CliContext, path: Path, imported: str, bad: list[BadRow]) -> Non
     obj.console.print(imported)
     if bad:
         lines = ", ".join(str(b.line) for b in bad[:20]) + (", ..." if len(bad) > 20 else "")
-        raise Failure(f"{len(bad)} rows of {path} were not imported (lines {lines}); the rest were")
+        raise Failure(
+            f"{counted(len(bad), 'row')} of {path} {'was' if len(bad) == 1 else 'were'} not imported (lines {lines}); the rest were"
+        )
 
 
 @click.group()
@@ -82,7 +85,7 @@ def users_import(obj: CliContext, file: Path, file_format: str) -> None:
     if good:
         obj.bind_tables()
         write_in_batches(obj, "users", good, UserRepository().put_many)
-    report(obj, file, f"imported {len(good)} users into {obj.target.label}", judged.bad)
+    report(obj, file, f"imported {counted(len(good), 'user')} into {obj.target.label}", judged.bad)
 
 
 @click.group()
@@ -124,6 +127,6 @@ def groups_import(obj: CliContext, file: Path, file_format: str) -> None:
     report(
         obj,
         file,
-        f"imported {len(new_groups)} groups and {len(members)} memberships into {obj.target.label}",
+        f"imported {counted(len(new_groups), 'group')} and {counted(len(members), 'membership')} into {obj.target.label}",
         judged.bad,
     )

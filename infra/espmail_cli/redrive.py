@@ -12,7 +12,9 @@ destination), shaped like::
 
 Each record's ``requestPayload`` is handed to the mailgate again; the queue message is deleted only after
 that replay returned without error, so a replay that fails stays in the queue (it reappears when its
-run ends) and nothing is lost. Replaying is idempotent because the mailgate records every
+run ends) and nothing is lost. A record whose raw message is no longer in the bucket (kept
+``RawMailRetentionDays``) can never be replayed: it is named as such and stays, unless
+``discard_expired`` removes it (and notes it on the message's InboundLog record). Replaying is idempotent because the mailgate records every
 message and every forwarded list in the InboundLog before and after it sends.
 """
 
@@ -44,6 +46,8 @@ class RedriveOutcome:
     replayed: int = 0
     failed: int = 0
     skipped: int = 0
+    discarded: int = 0
+    expired: int = 0  # left in the queue: the raw message is gone
 
 
 def _describe(record: Any) -> tuple[str, str, str]:
@@ -59,7 +63,9 @@ def _describe(record: Any) -> tuple[str, str, str]:
         return "?", "", error
 
 
-def redrive(target: Target, *, dry_run: bool = False, limit: int = 1000) -> RedriveOutcome:
+def redrive(
+    target: Target, *, dry_run: bool = False, limit: int = 1000, discard_expired: bool = False
+) -> RedriveOutcome:
     sqs = target.client("sqs")
     queue_url = target.name(FAILURE_QUEUE)
     outcome = RedriveOutcome()
@@ -78,7 +84,7 @@ def redrive(target: Target, *, dry_run: bool = False, limit: int = 1000) -> Redr
                 break
             for message in messages:
                 seen.add(message["MessageId"])
-                if _replay(target, sqs, queue_url, message, outcome, dry_run):
+                if _replay(target, sqs, queue_url, message, outcome, dry_run, discard_expired):
                     continue
                 kept.append(message["ReceiptHandle"])
     finally:
@@ -87,7 +93,43 @@ def redrive(target: Target, *, dry_run: bool = False, limit: int = 1000) -> Redr
     return outcome
 
 
-def _replay(target: Target, sqs: Any, queue_url: str, message: Any, outcome: RedriveOutcome, dry_run: bool) -> bool:
+def _raw_mail_gone(target: Target, payload: dict[str, Any]) -> str:
+    """``s3://bucket/key`` of the record's raw message when it is no longer there, else ""."""
+    from botocore.exceptions import ClientError
+
+    from espmail.incoming.events import parse_ses_event
+
+    try:
+        (receipt, *_) = parse_ses_event(payload)
+    except (EspMailError, ValueError):
+        return ""
+    prefix = target.environment(MAILGATE).get("RAW_MAIL_PREFIX") or "inbound/"
+    bucket = target.name("RawMailBucket")
+    key = receipt.object_key(prefix)
+    try:
+        target.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in {"404", "NoSuchKey", "NotFound"}:
+            return f"s3://{bucket}/{key}"
+        raise
+    return ""
+
+
+def _discard(target: Target, sqs: Any, queue_url: str, message: Any, ses_id: str, gone: str) -> None:
+    from datetime import UTC, datetime
+
+    from espmail.storage.inbound_log import InboundLog
+
+    target.activate()
+    InboundLog().record_failure(
+        ses_id, f"discarded from the redrive queue: its raw message {gone} has expired", now=datetime.now(UTC)
+    )
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _replay(
+    target: Target, sqs: Any, queue_url: str, message: Any, outcome: RedriveOutcome, dry_run: bool, discard: bool
+) -> bool:
     """True when the message was replayed and deleted; False when it stays in the queue."""
     try:
         record = json.loads(message["Body"])
@@ -99,6 +141,20 @@ def _replay(target: Target, sqs: Any, queue_url: str, message: Any, outcome: Red
         outcome.skipped += 1
         outcome.entries.append(
             RedriveEntry("?", "", "", "skipped: not a Lambda on-failure record (no requestPayload); left")
+        )
+        return False
+    gone = _raw_mail_gone(target, payload)
+    if gone and discard and not dry_run:
+        _discard(target, sqs, queue_url, message, ses_id, gone)
+        outcome.discarded += 1
+        outcome.entries.append(RedriveEntry(ses_id, subject, error, f"discarded: its raw message {gone} has expired"))
+        return True
+    if gone:
+        outcome.expired += 1
+        outcome.entries.append(
+            RedriveEntry(
+                ses_id, subject, error, f"cannot be replayed: its raw message {gone} has expired (--discard-expired)"
+            )
         )
         return False
     if dry_run:

@@ -92,6 +92,121 @@ def regex_problem(rule: ListRule) -> RuleProblem | None:
     return None
 
 
+# ---------------------------------------------------------------------- rules that are never reached
+# Characters tried for each kind of character class: letters of both cases, digits, the separators local
+# parts use, and a non-ASCII letter.
+_POOL = "aZm09_-.+é"
+_CATEGORY_SAMPLES = {
+    sre_constants.CATEGORY_DIGIT: "07",
+    sre_constants.CATEGORY_NOT_DIGIT: "a-",
+    sre_constants.CATEGORY_WORD: "aZ5_",
+    sre_constants.CATEGORY_NOT_WORD: "-.",
+    sre_constants.CATEGORY_SPACE: " ",
+    sre_constants.CATEGORY_NOT_SPACE: "a0-",
+}
+SAMPLES = 48
+
+
+class _Unsure(Exception):
+    """The pattern uses something the sampler does not model (a look-around, a back-reference)."""
+
+
+def _class_samples(items: Any) -> list[str]:
+    chars: list[str] = []
+    negate = False
+    for op, arg in items:
+        if op == sre_constants.NEGATE:
+            negate = True
+        elif op == sre_constants.LITERAL:
+            chars.append(chr(arg))
+        elif op == sre_constants.RANGE:
+            low, high = arg
+            chars += [chr(low), chr(high), chr((low + high) // 2)]
+        elif op == sre_constants.CATEGORY:
+            chars += list(_CATEGORY_SAMPLES.get(arg, ""))
+        else:
+            raise _Unsure(str(op))
+    if negate:
+        return [c for c in _POOL if c not in chars] or ["~"]
+    return list(dict.fromkeys(chars)) or ["a"]
+
+
+def _node_samples(op: Any, arg: Any) -> list[str]:
+    if op == sre_constants.LITERAL:
+        char = chr(arg)
+        return list(dict.fromkeys([char, char.swapcase()]))
+    if op == sre_constants.NOT_LITERAL:
+        return [c for c in _POOL if c != chr(arg)]
+    if op == sre_constants.ANY:
+        return list(_POOL)
+    if op == sre_constants.IN:
+        return _class_samples(arg)
+    if op == sre_constants.AT:
+        return [""]
+    if op == sre_constants.CATEGORY:
+        return list(_CATEGORY_SAMPLES.get(arg, "a"))
+    if op == sre_constants.SUBPATTERN:
+        return _samples(arg[3])
+    if op == sre_constants.BRANCH:
+        return [s for branch in arg[1] for s in _samples(branch)]
+    if op in _REPEATS:
+        low, high, body = arg
+        inner = _samples(body)
+        counts = dict.fromkeys(c for c in (low, low + 1, low + 3) if high == _UNBOUNDED or c <= high)
+        return ["".join(inner[(i + k) % len(inner)] for k in range(count)) for count in counts for i in range(3)]
+    raise _Unsure(str(op))
+
+
+def _samples(pattern: Iterable[Any]) -> list[str]:
+    """Up to ``SAMPLES`` strings of the pattern's language, each node's alternatives taken in turn."""
+    options = [_node_samples(op, arg) for op, arg in pattern]
+    if not options:
+        return [""]
+    width = min(SAMPLES, max(len(o) for o in options) * 3)
+    plain = "".join(o[0] for o in options)  # every node's first alternative: the one shown in a warning
+    varied = ("".join(o[(i * (j + 1) + j) % len(o)] for j, o in enumerate(options)) for i in range(width))
+    return list(dict.fromkeys([plain, *varied]))
+
+
+def unreachable_rules(rules: Iterable[ListRule]) -> list[str]:
+    r"""Warnings for enabled rules an earlier rule with the same handler always takes first.
+
+    A later rule is reached only when no earlier rule's handler yields; an earlier rule with the same
+    handler whose regex matches everything the later one matches yields whenever the later would, so the
+    later rule (its subject prefix, reply-to, posting policy) never takes effect. Whether one regex
+    matches everything another does is judged on sample local parts drawn from the later regex (every
+    branch, repeat counts at their bounds, each kind of character): exact for the seeded patterns and for
+    a later rule that only narrows an earlier one (a literal prefix where ``\w`` was, a fixed list kind).
+    """
+    from espmail.incoming.rules import compile_rule
+
+    compiled = []
+    for rule in sorted(rules, key=lambda r: (r.seq, r.name)):
+        found = compile_rule(rule)
+        if rule.enabled and not isinstance(found, RuleProblem):
+            compiled.append(found)
+    warnings_found: list[str] = []
+    for index, later in enumerate(compiled):
+        try:
+            parsed = sre_parse.parse(later.rule.regex, sre_constants.SRE_FLAG_IGNORECASE).data
+            samples = [s for s in _samples(parsed) if later.pattern.search(s)]
+        except (_Unsure, re.error, RecursionError, IndexError, ValueError, OverflowError):
+            continue
+        if not samples:
+            continue
+        for earlier in compiled[:index]:
+            if earlier.rule.handler is not later.rule.handler:
+                continue
+            if all(earlier.pattern.search(sample) for sample in samples):
+                warnings_found.append(
+                    f"rule {later.rule.name} (seq {later.rule.seq}) is never reached: rule {earlier.rule.name} "
+                    f"(seq {earlier.rule.seq}, the same handler) matches every address it matches "
+                    f"(e.g. {samples[0]}); give {later.rule.name} a lower seq than {earlier.rule.seq}"
+                )
+                break
+    return warnings_found
+
+
 def check_rule_item(item: Mapping[str, Any]) -> ListRule | RuleProblem:
     parsed = parse_list_rule(item)
     if isinstance(parsed, RuleProblem):

@@ -119,7 +119,7 @@ def test_a_message_sent_over_smtp_is_forwarded_as_eml_files_and_ctrl_c_stops_cle
     )
     assert listed.returncode == 0, listed.stderr
     assert "forwarded" in listed.stdout
-    assert "1 messages" in listed.stdout
+    assert "1 message;" in listed.stdout
 
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
@@ -129,4 +129,7 @@ def test_a_message_sent_over_smtp_is_forwarded_as_eml_files_and_ctrl_c_stops_cle
     assert "11 .eml written to" in output
     assert "stopped" in output
     assert "Traceback" not in output
+    assert "⏱" not in output  # the scheduled runs found nothing to do: no line every second
+    assert "failed" not in output
+    assert (folder / ".espmail" / "functions.log").exists()  # the mailgate's own JSON log
     assert not state_file.exists()

@@ -49,7 +49,7 @@ def test_a_teacher_writes_to_a_class_list_and_its_members_receive_it_under_her_a
     assert len(accepted.eml_paths) == len(class_addresses(program))
     eml = message_from_bytes(accepted.eml_paths[0].read_bytes(), policy=policy.default)
     assert "teacher_ruth@esp.example.org" in str(eml["From"])
-    assert eml["Message-ID"] != "<original-1@physics.example.edu>"
+    assert eml["Message-ID"] == "<original-1@physics.example.edu>"  # every copy: the sender's own id
     logged = record(stack, arrival.message_id)
     assert logged.sender_username == "teacher_ruth"
     assert logged.authenticated

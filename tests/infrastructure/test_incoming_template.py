@@ -92,3 +92,30 @@ def test_the_mailgate_role_reads_raw_mail_only_under_inbound_and_writes_only_the
     assert all('{"Ref": "SendGridApiKeySecretArn"}' in json.dumps(s["Resource"]) for s in secrets)
     assert all("*" not in json.dumps(s["Resource"]) for s in secrets)
     assert not any(a.startswith(("ses:", "sqs:Receive", "lambda:")) for s in statements for a in _actions(s))
+
+
+def test_the_moderation_expiry_runs_on_a_schedule_and_may_touch_only_the_inbound_log_and_the_api_key() -> None:
+    function = _resources()["ModerationExpiryFunction"]["Properties"]
+    assert function["Handler"] == "moderation.handler.lambda_handler"
+    assert function["Events"]["Schedule"]["Type"] == "Schedule"
+    assert function["Environment"]["Variables"]["MODERATION_HOLD_HOURS"] == {"Ref": "ModerationHoldHours"}
+    mailgate = _resources()["MailgateFunction"]["Properties"]["Environment"]["Variables"]
+    assert mailgate["MODERATION_HOLD_HOURS"] == {"Ref": "ModerationHoldHours"}  # both read one setting
+    role = translated()["Resources"]["ModerationExpiryFunctionRole"]
+    statements = [
+        s
+        for policy in role["Properties"].get("Policies", [])
+        for s in (
+            policy["PolicyDocument"]["Statement"]
+            if isinstance(policy["PolicyDocument"]["Statement"], list)
+            else [policy["PolicyDocument"]["Statement"]]
+        )
+    ]
+    data = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert [sorted(_actions(s)) for s in data] == [["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"]]
+    assert "InboundLogTable" in json.dumps(data[0]["Resource"])
+    assert json.dumps(data[0]["Resource"]).count("/index/by-hold") == 1
+    secrets = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
+    assert secrets
+    assert all('{"Ref": "SendGridApiKeySecretArn"}' in json.dumps(s["Resource"]) for s in secrets)
+    assert not any(a.startswith(("s3:", "ses:", "lambda:")) for s in statements for a in _actions(s))

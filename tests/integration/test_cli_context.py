@@ -196,3 +196,13 @@ def test_every_resource_a_function_environment_names_is_a_stack_output(logical_i
     except ConfigurationError as exc:
         pytest.fail(f"{logical_id or 'Globals'}: {exc}")
     assert environment["USERS_TABLE"] == "physical-UsersTableName"
+
+
+def test_usage_errors_exit_2_as_the_readme_says_and_print_no_traceback() -> None:
+    for args in (["requests", "create"], ["inbound", "approve"], ["no-such-command"], ["lists", "check", "--bogus"]):
+        result = run_plain(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Error:" in result.output
+        assert "Traceback" not in result.output
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    assert "exit 2 for a usage error" in " ".join(readme.split())

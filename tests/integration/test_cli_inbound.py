@@ -88,7 +88,9 @@ def test_inbound_input_a_person_gets_wrong(stack: Any) -> None:
     assert_one_line_error(since, 1, "--since 'yesterday' is neither a span")
 
 
-def test_redrive_replays_what_failed_and_deletes_it_only_after_success(stack: Any, gateway: SmtpGateway) -> None:
+def test_redrive_replays_what_failed_and_deletes_it_only_after_success(
+    stack: Any, gateway: SmtpGateway, capfd: pytest.CaptureFixture[str]
+) -> None:
     """SendGrid unreachable: the mailgate fails its three tries, Lambda's on-failure record lands in the
     queue; once SendGrid is back, the redrive forwards the message and empties the queue."""
     stack.sendgrid.refuse_connections()
@@ -102,9 +104,12 @@ def test_redrive_replays_what_failed_and_deletes_it_only_after_success(stack: An
     assert records[0]["requestPayload"]["Records"][0]["ses"]["mail"]["messageId"] == received.message_id
     assert records[0]["requestContext"]["condition"] == "RetriesExhausted"
 
+    capfd.readouterr()
     still_down = run(stack, "inbound", "redrive")
-    assert_one_line_error(still_down, 1, "1 queue messages were left in the queue")
+    assert_one_line_error(still_down, 1, "1 queue message left in the queue")
     assert "failed again" in still_down.output
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err  # the mailgate's log went to .espmail/functions.log
     assert len(_queued(stack)) == 1
 
     listed = run(stack, "inbound", "redrive", "--dry-run")
@@ -146,3 +151,76 @@ def test_a_replay_of_a_message_already_forwarded_sends_nothing_again(stack: Any,
     assert "not a Lambda on-failure record" in result.output
     assert len(stack.sendgrid.accepted) == sent
     assert _queued(stack) == ["not json at all"]  # not a record: it stays for a person to look at
+
+
+def test_inbound_approve_forwards_a_held_post_once_and_show_says_so(stack: Any, gateway: SmtpGateway) -> None:
+    outsider = "ivan108@students.example.net"  # a student of M2345 writing to E1234's list: held
+    received = gateway.receive(
+        message(outsider, "E1234-class@esp.example.org", "May I visit?"),
+        mail_from=outsider,
+        recipients=["E1234-class@esp.example.org"],
+    )
+    held = run(stack, "inbound", "list", "--decision", "held")
+    assert held.exit_code == 0, held.output
+    assert received.message_id in held.output
+    shown = run(stack, "inbound", "show", received.message_id)
+    assert "Held for moderation" in shown.output
+    assert "notice to moderators: sent to 3 moderators" in shown.output
+    before = len(stack.sendgrid.accepted)
+
+    approved = run(stack, "inbound", "approve", received.message_id, "--by", "kim")
+
+    assert approved.exit_code == 0, approved.output
+    assert "approved: forwarded to 11 recipients" in approved.output
+    assert len(stack.sendgrid.accepted) == before + 1
+    again = run(stack, "inbound", "approve", received.message_id)
+    assert again.exit_code == 0, again.output
+    assert "already approved and forwarded: nothing done" in again.output
+    assert len(stack.sendgrid.accepted) == before + 1
+    assert "approved" in run(stack, "inbound", "show", received.message_id).output
+
+
+def test_inbound_reject_tells_the_sender_and_a_wrong_id_is_one_line(stack: Any, gateway: SmtpGateway) -> None:
+    outsider = "ivan108@students.example.net"
+    received = gateway.receive(
+        message(outsider, "E1234-class@esp.example.org", "Party?"),
+        mail_from=outsider,
+        recipients=["E1234-class@esp.example.org"],
+    )
+    rejected = run(stack, "inbound", "reject", received.message_id, "--reason", "Not for this list.")
+    assert rejected.exit_code == 0, rejected.output
+    assert f"rejected; notice sent to {outsider}" in rejected.output
+    assert_one_line_error(run(stack, "inbound", "approve", "no-such-id"), 1, "no inbound message 'no-such-id'")
+    forwarded = gateway.receive(
+        message(RUTH, "E1234-class@esp.example.org", "Ok"), mail_from=RUTH, recipients=["E1234-class@esp.example.org"]
+    )
+    assert_one_line_error(run(stack, "inbound", "approve", forwarded.message_id), 1, "has no post held for moderation")
+
+
+def test_a_redrive_record_whose_raw_mail_expired_is_named_and_can_be_discarded(
+    stack: Any, gateway: SmtpGateway, capfd: pytest.CaptureFixture[str]
+) -> None:
+    stack.sendgrid.refuse_connections()
+    received = gateway.receive(
+        message(RUTH, "E1234-teachers@esp.example.org", "Old news"),
+        mail_from=RUTH,
+        recipients=["E1234-teachers@esp.example.org"],
+    )
+    stack.sendgrid.accept_connections()
+    stack.client("s3").delete_object(Bucket=stack.name("RawMailBucket"), Key=f"inbound/{received.message_id}")
+    capfd.readouterr()  # what the failing deliveries logged before any command ran
+
+    kept = run(stack, "inbound", "redrive")
+    assert_one_line_error(kept, 1, "1 queue message left in the queue", "--discard-expired")
+    assert "discarded 0, expired 1" in kept.output
+    assert len(_queued(stack)) == 1
+
+    discarded = run(stack, "inbound", "redrive", "--discard-expired")
+    assert discarded.exit_code == 0, discarded.output
+    assert "discarded 1" in discarded.output
+    assert _queued(stack) == []
+    shown = " ".join(run(stack, "inbound", "show", received.message_id).output.split())
+    assert "discarded from the redrive queue" in shown
+    # The functions' own logs (JSON, with tracebacks) went to .espmail/functions.log, not to the terminal.
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err

@@ -149,4 +149,63 @@ def test_a_broken_redirect_is_marked_in_show(stack: Any) -> None:
     assert result.exit_code == 0
     assert "oops@esp.example.org" in result.output
     assert "give at least one address" in result.output
-    assert "1 redirects cannot be used" in result.output
+    assert "1 redirect cannot be used" in result.output
+
+
+def _readme_rule() -> dict[str, Any]:
+    """The HSSP rule exactly as the README's operations guide shows it (the JSON view)."""
+    import json
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = readme.split("### A list rule, as typed into the DynamoDB console", 1)[1]
+    found = re.search(r"```json\n(.*?)```", section, re.DOTALL)
+    assert found is not None
+    item: dict[str, Any] = json.loads(found.group(1))
+    return item
+
+
+def test_the_readme_hssp_rule_takes_its_section_lists_and_check_warns_when_it_cannot(stack: Any) -> None:
+    seeded(stack)  # has H3456s1: an HSSP-style section
+    item = _readme_rule()
+    _put_raw(stack, "ListRulesTable", item)
+    checked = run(stack, "lists", "check")
+    assert checked.exit_code == 0, checked.output
+    assert "never reached" not in checked.output
+    tried = run(stack, "lists", "test", "h3456s1-class", "--from", "lin.maps@example.net")
+    assert tried.exit_code == 0, tried.output
+    assert "hssp-section-list (seq 5, section_list)" in tried.output
+
+    _put_raw(stack, "ListRulesTable", {**item, "seq": 15})  # after the default section rule
+    late = run(stack, "lists", "check")
+    assert late.exit_code == 0, late.output
+    out = " ".join(late.output.split())
+    assert "rule hssp-section-list (seq 15) is never reached: rule section-list (seq 10, the same handler)" in out
+    assert "give hssp-section-list a lower seq than 10" in out
+    assert (
+        "section-list (seq 10, section_list)"
+        in run(stack, "lists", "test", "h3456s1-class", "--from", "lin.maps@example.net").output
+    )
+
+
+def test_lists_check_warns_about_an_exact_prefix_rule_behind_a_broader_one(stack: Any) -> None:
+    seeded(stack)
+    _put_raw(stack, "ListRulesTable", {"name": "staff", "seq": 50, "regex": "^staff-(.*)$", "handler": "redirect"})
+    lab = {"name": "lab", "seq": 60, "regex": "^(e1234s1)-(class)$", "handler": "class_list"}
+    _put_raw(stack, "ListRulesTable", lab)
+    result = run(stack, "lists", "check")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "rule staff (seq 50) is never reached: rule redirect (seq 30" in out
+    assert "rule lab" not in out  # a class rule behind the section rule: another handler, so it may be reached
+
+
+def test_lists_test_says_a_post_from_outside_the_class_is_held(stack: Any) -> None:
+    seeded(stack)
+    result = run(stack, "lists", "test", "E1234-class", "--from", "ivan108@students.example.net")
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "held" in out
+    assert "posting hold" in out
+    assert "splash-directors@mit.example.edu, ruth@physics.example.edu, omar.h@example.com" in out

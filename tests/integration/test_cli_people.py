@@ -215,3 +215,27 @@ def test_groups_json_carries_members_and_reports_a_bad_member_by_its_group_line(
     assert groups.get("Club1") is not None
     assert groups.get("Club3") is None
     assert [m.username for m in groups.members("Club2")] == ["jo"]
+
+
+def test_users_import_refuses_addresses_sendgrid_would_not_take(stack: Any, tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text(
+        "username,user_id,email,guardian_email\n"
+        "double_dot,1,a..b@students.example.net,\n"
+        "trailing_dot,2,trailing.@students.example.net,\n"
+        "accented,3,josé@students.example.net,\n"
+        "bad_guardian,4,ok4@students.example.net,parent.@family.example.org\n"
+        "fine,5,o'neil.fine+tag@students.example.net,\n",
+        encoding="utf-8",
+    )
+
+    result = run(stack, "users", "import", str(path))
+
+    assert_one_line_error(result, 1, "4 rows of", "(lines 2, 3, 4, 5)")
+    assert "users.csv: line 2: email 'a..b@students.example.net' is not an email address" in result.stderr
+    assert "users.csv: line 3: email 'trailing.@students.example.net' is not an email address" in result.stderr
+    assert "users.csv: line 4: email 'josé@students.example.net' is not an email address" in result.stderr
+    assert "users.csv: line 5: guardian_email 'parent.@family.example.org' is not an email address" in result.stderr
+    assert "imported 1 user into" in result.output
+    assert UserRepository().get("fine") is not None
+    assert UserRepository().get("accented") is None

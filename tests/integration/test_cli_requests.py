@@ -81,7 +81,8 @@ def test_create_list_and_show_a_request_through_to_sent(stack: Any, program: See
 
     assert request_id in listed.output
     assert "E1234: first day" in listed.output
-    assert "1 requests" in listed.output
+    assert "1 request" in listed.output
+    assert "1 requests" not in listed.output
     assert "pending" in pending.output
     assert "E1234:students" in pending.output
     assert done.exit_code == 0, done.output

@@ -117,7 +117,8 @@ def test_the_forwarded_request() -> None:
     assert recipients == ["s0@students.example.net", "s1@students.example.net"]
     headers = body["headers"]
     assert headers == {
-        "List-Id": "E1234 class: Lasers <e1234-class.esp.example.org>",
+        "Message-ID": "<orig@physics.example.edu>",  # the sender's own: every copy carries it
+        "List-Id": '"E1234 class: Lasers" <e1234-class.esp.example.org>',
         "List-Post": "<mailto:e1234-class@esp.example.org>",
         "Precedence": "list",
         "Delivered-To": "e1234-class@esp.example.org",
@@ -125,7 +126,7 @@ def test_the_forwarded_request() -> None:
         "References": "<first@esp.example.org> <earlier@esp.example.org>",
     }
     text = json.dumps(body)
-    for transport in ("DKIM-Signature", "Return-Path", "Received", "X-SES", "orig@physics", "cc@else", "hidden@else"):
+    for transport in ("DKIM-Signature", "Return-Path", "Received", "X-SES", "cc@else", "hidden@else"):
         assert transport not in text
     assert body["content"] == [{"type": "text/plain", "value": "Bring goggles.\r\n"}]
 
@@ -197,3 +198,92 @@ def test_a_request_part_carries_exactly_its_recipients_and_everything_else(cc_al
             k: v for k, v in body.items() if k != "personalizations"
         }
     assert body["personalizations"] == _bodies(_plan(recipients=7, cc_all=cc_all))[0]["personalizations"]  # intact
+
+
+@pytest.mark.parametrize(
+    ("original", "expected_id", "referenced"),
+    [
+        ("<orig@physics.example.edu>", "<orig@physics.example.edu>", None),
+        ("  <orig@physics.example.edu>\r\n", "<orig@physics.example.edu>", None),
+        (None, "<abc@esp.example.org>", None),
+        ("", "<abc@esp.example.org>", None),
+        ("not an id", "<abc@esp.example.org>", None),
+        ("<two@a.example> <ids@b.example>", "<abc@esp.example.org>", None),
+        ("<a..b@x.example>", "<abc@esp.example.org>", None),
+        ("<x@[127.0.0.1]>", "<abc@esp.example.org>", None),
+        # Ids on the site's own domain are the ones the mailgate makes: kept out, but referenced.
+        ("<abc@esp.example.org>", "<abc@esp.example.org>", "<abc@esp.example.org>"),
+        ("<other@lists.esp.example.org>", "<abc@esp.example.org>", "<other@lists.esp.example.org>"),
+        ("<" + "x" * 300 + "@long.example>", "<abc@esp.example.org>", "<" + "x" * 300 + "@long.example>"),
+    ],
+)
+def test_one_message_id_for_every_copy(original: str | None, expected_id: str, referenced: str | None) -> None:
+    from espmail.incoming.forward import list_message_id
+
+    assert list_message_id(original, "abc", SITE) == (expected_id, referenced)
+
+
+def test_an_unsafe_original_id_is_replaced_and_referenced() -> None:
+    raw = RAW.replace(b"<orig@physics.example.edu>", b"<forged@esp.example.org>")
+    converted = convert(parse_message(raw))
+    plan = _plan()
+    message = forwarded_message(
+        converted, plan, sender_username="teacher_ruth", sender_name="R", site=SITE, ses_message_id="ses.1", text="t"
+    )
+    assert message.headers["Message-ID"] == "<ses.1@esp.example.org>"
+    assert message.headers["References"].split() == [
+        "<first@esp.example.org>",
+        "<earlier@esp.example.org>",
+        "<forged@esp.example.org>",
+    ]
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["The Physics of Lasers", 'Lasers: a.k.a. <light>, "quoted" (and more)', "Physik der Laser – très bien ✔", ""],
+)
+def test_the_list_id_phrase_is_a_valid_rfc_5322_phrase(title: str) -> None:
+    from email import _header_value_parser as grammar
+    from email.header import decode_header, make_header
+
+    from espmail.incoming.forward import list_id_header
+
+    value = list_id_header(f"E1234 class: {title}".strip(": "), "e1234-class.esp.example.org")
+    phrase, rest = grammar.get_phrase(value)
+    assert phrase.all_defects == []
+    assert rest == "<e1234-class.esp.example.org>"  # the whole phrase read, up to the angle bracket
+    assert value.isascii()
+    shown = str(make_header(decode_header(value.rpartition(" <")[0])))
+    assert shown.strip('"') == display_name(f"E1234 class: {title}".strip(": "))
+
+
+def test_an_alias_forward_is_not_list_mail() -> None:
+    from espmail.domain.list_rules import DEFAULT_RULES
+
+    for name in ("user-alias", "redirect"):
+        rule = next(r for r in DEFAULT_RULES if r.name == name)
+        people = (Address("ruth@physics.example.edu", "Ruth"),)
+        plan = ForwardPlan("teacher_ruth@esp.example.org", rule, people, "", "teacher_ruth (alias)", False)
+        headers = _forward(plan)["headers"]
+        assert isinstance(headers, dict)
+        assert not {"List-Id", "List-Post", "Precedence"} & set(headers), name
+        assert headers["Delivered-To"] == "teacher_ruth@esp.example.org"  # the loop marker stays
+        assert headers["Message-ID"] == "<orig@physics.example.edu>"
+
+
+def test_the_text_made_from_html_has_no_markdown_marks() -> None:
+    from espmail.incoming.forward import html_to_text
+
+    html = (
+        "<h2>Lab safety</h2><p>Wear <b>goggles</b>, <i>always</i>; run <code>make_safe</code>.</p>"
+        '<p>See <a href="https://esp.example.org/rules">the rules</a> or <a href="mailto:k@x.example">Kim</a>.</p>'
+        "<ul><li>one</li><li>two</li></ul><p>1. not a list item + - #</p><hr><p>&lt;end&gt; &amp; done</p>"
+    )
+    assert html_to_text(html) == (
+        "Lab safety\n\n"
+        "Wear goggles, always; run make_safe.\n\n"
+        "See the rules (https://esp.example.org/rules) or Kim (k@x.example).\n\n"
+        "- one\n- two\n\n"
+        "1. not a list item + - #\n\n"
+        "<end> & done"
+    )

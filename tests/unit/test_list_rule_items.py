@@ -76,3 +76,49 @@ def test_redirect_with_a_bad_address_is_a_problem() -> None:
 )
 def test_any_console_item_yields_a_rule_or_a_problem_never_an_exception(item: dict[str, Any]) -> None:
     assert isinstance(parse_list_rule(item), ListRule | RuleProblem)
+
+
+def test_counts_read_as_people_write_them() -> None:
+    from espmail.domain.words import counted
+
+    assert [counted(n, "person") for n in (0, 1, 2)] == ["0 people", "1 person", "2 people"]
+    assert [counted(n, "request") for n in (1, 1200)] == ["1 request", "1,200 requests"]
+    assert counted(1, "list rule") == "1 list rule"
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"),
+    [
+        ("kim@mit.example.edu", True),
+        ("o'neil.fine+tag@students.example.net", True),
+        ("a..b@example.org", False),
+        ("trailing.@example.org", False),
+        (".leading@example.org", False),
+        ("josé@example.org", False),  # SendGrid takes no non-ASCII local part
+        ("a b@example.org", False),
+        ("x@-bad.example.org", False),
+        ("x@example..org", False),
+        ("x@example.org.", False),
+        ("x" * 65 + "@example.org", False),
+    ],
+)
+def test_valid_addresses_are_those_sendgrid_takes(address: str, valid: bool) -> None:
+    from espmail.domain.list_rules import is_valid_address
+
+    assert is_valid_address(address) is valid
+
+
+def test_posting_is_a_plain_console_attribute_validated_when_read() -> None:
+    from espmail.domain.list_rules import PostingPolicy, parse_list_rule, rule_to_item
+
+    base = {"name": "r", "seq": 1, "regex": "^x$", "handler": "class_list"}
+    assert parse_list_rule(base).posting_policy is PostingPolicy.HOLD  # type: ignore[union-attr]
+    assert parse_list_rule({**base, "handler": "redirect"}).posting_policy is PostingPolicy.ACCEPT  # type: ignore[union-attr]
+    refused = parse_list_rule({**base, "posting": " Refuse "})
+    assert refused.posting_policy is PostingPolicy.REFUSE  # type: ignore[union-attr]
+    problem = parse_list_rule({**base, "posting": "members-only"})
+    assert str(problem) == (
+        "list rule 'r': posting 'members-only' is not a posting policy -- use one of: hold, refuse, accept "
+        "(what happens to a post from someone not on the list)"
+    )
+    assert rule_to_item(parse_list_rule(base))["posting"] == "hold"  # type: ignore[arg-type]

@@ -10,8 +10,16 @@ from enum import StrEnum
 
 class Decision(StrEnum):
     FORWARDED = "forwarded"
+    HELD = "held"  # kept for its moderators to approve or reject (see ``Hold``)
     REFUSED = "refused"
     DROPPED = "dropped"
+
+
+class HoldState(StrEnum):
+    HELD = "held"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 class InboundStatus(StrEnum):
@@ -43,9 +51,10 @@ class RecipientDecision:
 
 
 def overall_decision(decisions: Iterable[RecipientDecision]) -> Decision | None:
-    """A message's overall decision: forwarded if any address was, else refused, else dropped."""
+    """A message's overall decision: forwarded if any address was, else held, else refused, else dropped."""
     found = {d.decision for d in decisions}
-    return next((d for d in (Decision.FORWARDED, Decision.REFUSED, Decision.DROPPED) if d in found), None)
+    order = (Decision.FORWARDED, Decision.HELD, Decision.REFUSED, Decision.DROPPED)
+    return next((d for d in order if d in found), None)
 
 
 def overall_reason(decisions: Sequence[RecipientDecision]) -> str:
@@ -81,6 +90,24 @@ class ForwardProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """A post to one list kept for its moderators: the decision on it, who made it, and what the sender
+    was told (``sender_notice``: empty until a rejection or expiry notice is claimed)."""
+
+    address: str
+    state: HoldState
+    rule: str
+    reason: str
+    held_at: datetime
+    expires_at: datetime
+    moderators: tuple[str, ...] = ()
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    note: str = ""  # the moderator's reason for a rejection
+    sender_notice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class InboundRecord:
     message_id: str
     received_at: datetime
@@ -100,6 +127,8 @@ class InboundRecord:
     forwards: tuple[ForwardProgress, ...] = ()
     notice: str = ""
     last_error: str = ""
+    holds: tuple[Hold, ...] = ()
+    moderator_notice: str = ""
 
     @property
     def decision(self) -> Decision | None:
@@ -116,6 +145,10 @@ class InboundRecord:
     def decision_for(self, address: str) -> RecipientDecision | None:
         wanted = address.strip().lower()
         return next((d for d in self.decisions if d.address == wanted), None)
+
+    def hold_for(self, address: str) -> Hold | None:
+        wanted = address.strip().lower()
+        return next((h for h in self.holds if h.address == wanted), None)
 
     def forward_for(self, address: str) -> ForwardProgress | None:
         wanted = address.strip().lower()

@@ -14,7 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 MAX_REGEX_LENGTH = 10_000
-_ADDRESS = re.compile(r"^[^@\s,;<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+# An address SendGrid takes: an ASCII dot-atom local part (RFC 5321 dot-string: no leading, trailing or
+# doubled dot; no quoted or non-ASCII local part) of at most 64 characters, and a domain of letter-digit-
+# hyphen labels ending in a letters-only top-level label; 254 characters in all.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDRESS = re.compile(rf"^(?=.{{1,254}}$)(?=[^@]{{1,64}}@){_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 
 
 class Handler(StrEnum):
@@ -30,6 +35,24 @@ class ReplyToPolicy(StrEnum):
     NONE = "none"  # no Reply-To header
 
 
+class PostingPolicy(StrEnum):
+    """Who may post to a rule's lists besides the list's members, the class's teachers and its directors
+    (they always may): anyone else with an account is held for moderation, refused, or accepted."""
+
+    HOLD = "hold"
+    REFUSE = "refuse"
+    ACCEPT = "accept"
+
+
+GROUP_HANDLERS = frozenset({Handler.SECTION_LIST, Handler.CLASS_LIST})
+
+
+def default_posting(handler: Handler) -> PostingPolicy:
+    """Class and section lists hold outsiders (programs whose students are minors); redirects and
+    aliases accept (the alias handler has its own rule: teachers and admins only)."""
+    return PostingPolicy.HOLD if handler in GROUP_HANDLERS else PostingPolicy.ACCEPT
+
+
 @dataclass(frozen=True, slots=True)
 class ListRule:
     name: str
@@ -42,7 +65,12 @@ class ListRule:
     reply_to: ReplyToPolicy = ReplyToPolicy.LIST
     description: str = ""
     enabled: bool = True
-    moderated: bool = False
+    moderated: bool = False  # every post is held, but those of the list's moderators
+    posting: PostingPolicy | None = None  # None: default_posting(handler)
+
+    @property
+    def posting_policy(self) -> PostingPolicy:
+        return self.posting or default_posting(self.handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +97,7 @@ DEFAULT_RULES: tuple[ListRule, ...] = (
         regex=r"^\w(\d+)s(\d+)-(class|teachers|students)$",
         handler=Handler.SECTION_LIST,
         description="Section lists: E1234s1-class, E1234s1-teachers, E1234s1-students",
+        posting=PostingPolicy.HOLD,
     ),
     ListRule(
         name="class-list",
@@ -76,6 +105,7 @@ DEFAULT_RULES: tuple[ListRule, ...] = (
         regex=r"^\w(\d+)-(class|teachers|students)$",
         handler=Handler.CLASS_LIST,
         description="Class lists over every section: E1234-class, E1234-teachers, E1234-students",
+        posting=PostingPolicy.HOLD,
     ),
     ListRule(
         name="redirect",
@@ -84,6 +114,7 @@ DEFAULT_RULES: tuple[ListRule, ...] = (
         handler=Handler.REDIRECT,
         reply_to=ReplyToPolicy.SENDER,
         description="Plain redirects from the Redirects table",
+        posting=PostingPolicy.ACCEPT,
     ),
     ListRule(
         name="user-alias",
@@ -92,6 +123,7 @@ DEFAULT_RULES: tuple[ListRule, ...] = (
         handler=Handler.USER_ALIAS,
         reply_to=ReplyToPolicy.SENDER,
         description="username@site reaches the user's real address (teachers and admins, or mail from them)",
+        posting=PostingPolicy.ACCEPT,
     ),
 )
 
@@ -142,6 +174,15 @@ def parse_list_rule(item: Mapping[str, Any]) -> ListRule | RuleProblem:
         if value is None:
             return problem(field, f"is {raw!r}", "use true or false")
         flags[field] = value
+    raw_posting = item.get("posting")
+    posting_text = str(raw_posting if raw_posting is not None else "").strip().lower()
+    if posting_text and posting_text not in PostingPolicy._value2member_map_:
+        known = ", ".join(p.value for p in PostingPolicy)
+        return problem(
+            "posting",
+            f"{raw_posting!r} is not a posting policy",
+            f"use one of: {known} (what happens to a post from someone not on the list)",
+        )
     from_email = str(item.get("from_email", "") or "").strip()
     if from_email and not _ADDRESS.match(from_email):
         return problem("from_email", f"{from_email!r} is not an address", "use name@domain or leave it empty")
@@ -160,6 +201,7 @@ def parse_list_rule(item: Mapping[str, Any]) -> ListRule | RuleProblem:
         description=str(item.get("description", "") or ""),
         enabled=flags["enabled"],
         moderated=flags["moderated"],
+        posting=PostingPolicy(posting_text) if posting_text else None,
     )
 
 
@@ -176,6 +218,7 @@ def rule_to_item(rule: ListRule) -> dict[str, Any]:
         "description": rule.description,
         "enabled": rule.enabled,
         "moderated": rule.moderated,
+        "posting": rule.posting_policy.value,
     }
 
 

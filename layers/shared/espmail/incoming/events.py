@@ -51,6 +51,23 @@ class Verdicts:
             out["dmarc_policy"] = self.dmarc_policy
         return out
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, str]) -> Verdicts:
+        """The verdicts as :meth:`as_dict` wrote them (the InboundLog keeps them so)."""
+
+        def verdict(name: str) -> Verdict:
+            value = str(values.get(name, Verdict.ABSENT.value)).upper()
+            return Verdict(value) if value in Verdict._value2member_map_ else Verdict.ABSENT
+
+        return cls(
+            spf=verdict("spf"),
+            dkim=verdict("dkim"),
+            dmarc=verdict("dmarc"),
+            spam=verdict("spam"),
+            virus=verdict("virus"),
+            dmarc_policy=str(values.get("dmarc_policy", "")),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CommonHeaders:

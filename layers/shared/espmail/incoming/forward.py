@@ -8,9 +8,13 @@
   for a ``cc_all`` rule, visible together in one), at most 1,000 per request.
 - Subject: the rule's prefix and the class code are added once; a reply that already carries them
   (``Re: [E1234] ...``) keeps exactly one.
-- A new Message-ID: the received one is never copied, SendGrid gives each copy its own; In-Reply-To
-  and References are kept for threading; ``List-Id``, ``List-Post``, ``Precedence: list`` and
-  ``Delivered-To: <list address>`` (the loop marker a returning copy is recognised by) are added.
+- One Message-ID for every copy (:func:`list_message_id`): the sender's own when it is a well-formed
+  id that is not on this site's domain, else ``<SES messageId@site>`` with the sender's id, if any, added
+  to References; so a reply (``In-Reply-To`` that id) threads for every member. In-Reply-To and
+  References are kept. ``Delivered-To: <list address>`` (the loop marker a returning copy is recognised
+  by) is added to everything; ``List-Id`` (its phrase quoted, or RFC 2047-encoded when not ASCII),
+  ``List-Post`` and ``Precedence: list`` only to list mail (class and section lists): a redirect or a
+  ``username@site`` alias is a one-to-one forward, not list mail.
 - Nothing else from the received headers: DKIM-Signature, Return-Path, Received, ARC-*, X-SES-* stay
   behind.
 """
@@ -21,9 +25,10 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.header import Header
 from typing import Any
 
-from espmail.domain.list_rules import ListRule, ReplyToPolicy
+from espmail.domain.list_rules import Handler, ListRule, ReplyToPolicy
 from espmail.domain.mail import Address, MailMessage, Personalization
 from espmail.incoming.handlers import display_name
 from espmail.mime import ConvertedMail, to_sendgrid_attachments
@@ -34,6 +39,12 @@ HTML_TO_TEXT_LIMIT = 512 * 1024  # larger HTML-only bodies travel as HTML alone
 _LINE_BREAKS = re.compile(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\x85]+")
 _LIST_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=]*")  # JSON carries it as it is
+# RFC 5322 msg-id with dot-atom-text on both sides (the obsolete and domain-literal forms are not kept).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_MESSAGE_ID = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*)@({_ATEXT}(?:\.{_ATEXT})*)>")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
+MAX_KEPT_MESSAGE_ID = 250
+LIST_HANDLERS = frozenset({Handler.SECTION_LIST, Handler.CLASS_LIST})
 
 
 def one_line(value: str) -> str:
@@ -61,6 +72,39 @@ def list_id(list_address: str) -> str:
     local, _, domain = list_address.lower().rpartition("@")
     local = _LIST_ID_UNSAFE.sub("-", local).strip("-") or "list"
     return f"{local}.{domain}"
+
+
+def list_id_header(list_name: str, identifier: str) -> str:
+    """``"E1234 class: The Physics of Lasers" <e1234-class.esp.example.org>``: RFC 2919's phrase, quoted
+    (a class title may hold ``:`` or ``.``), or as RFC 2047 encoded words when it is not ASCII."""
+    phrase = display_name(list_name)  # no quotes, backslashes, brackets or line breaks left
+    if not phrase:
+        return f"<{identifier}>"
+    if phrase.isascii():
+        return f'"{phrase}" <{identifier}>'
+    return f"{Header(phrase, 'utf-8').encode(linesep=' ')} <{identifier}>"
+
+
+def list_message_id(original: str | None, ses_message_id: str, site: SiteSettings) -> tuple[str, str | None]:
+    """``(Message-ID, id to add to References)`` shared by every copy of one received message.
+
+    The sender's id is kept when it is one well-formed ``<left@right>`` of at most 250 characters whose
+    right side is not this site's domain (ids there are the ones this function makes, and a sender must
+    not be able to pose as one). Otherwise the copies share ``<SES messageId@site>``, the same in every
+    delivery of the message, and a well-formed original goes into References so replies to it thread.
+    """
+    candidate = one_line(original or "")
+    found = _MESSAGE_ID.fullmatch(candidate) if len(candidate) <= MAX_KEPT_MESSAGE_ID * 4 else None
+    if found and len(candidate) <= MAX_KEPT_MESSAGE_ID:
+        right = found.group(2).lower()
+        if right != site.domain and not right.endswith(f".{site.domain}"):
+            return candidate, None
+    left = _ID_UNSAFE.sub("-", ses_message_id).strip(".-") or "message"
+    return f"<{left}@{site.domain}>", candidate if found else None
+
+
+def is_list_mail(rule: ListRule) -> bool:
+    return rule.handler in LIST_HANDLERS
 
 
 def own_list_ids(site: SiteSettings) -> str:
@@ -99,13 +143,9 @@ def reply_to(plan: ForwardPlan, alias: Address) -> tuple[Address, ...]:
 def html_to_text(html: str) -> str | None:
     if len(html) > HTML_TO_TEXT_LIMIT:
         return None
-    import html2text
+    from espmail.mime.plain_text import html_to_plain_text
 
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.ignore_images = True
-    text = str(converter.handle(html)).strip()
-    return text or None
+    return html_to_plain_text(html) or None
 
 
 def forwarded_message(
@@ -120,17 +160,21 @@ def forwarded_message(
 ) -> MailMessage:
     alias = sender_alias(sender_username, sender_name, site)
     sender = Address(plan.rule.from_email, alias.name) if plan.rule.from_email else alias
-    identifier = list_id(plan.list_address)
-    headers = {
-        "List-Id": f"{display_name(plan.list_name) or identifier} <{identifier}>",
-        "List-Post": f"<mailto:{plan.list_address}>",
-        "Precedence": "list",
-        "Delivered-To": plan.list_address,
-    }
+    message_id, referenced = list_message_id(converted.message_id, ses_message_id, site)
+    headers = {"Message-ID": message_id}
+    if is_list_mail(plan.rule):
+        identifier = list_id(plan.list_address)
+        headers["List-Id"] = list_id_header(plan.list_name, identifier)
+        headers["List-Post"] = f"<mailto:{plan.list_address}>"
+        headers["Precedence"] = "list"
+    headers["Delivered-To"] = plan.list_address
     if converted.in_reply_to:
         headers["In-Reply-To"] = one_line(converted.in_reply_to)
-    if converted.references:
-        headers["References"] = one_line(converted.references)
+    references = one_line(converted.references or "")
+    if referenced and referenced not in references.split():
+        references = f"{references} {referenced}".strip()
+    if references:
+        headers["References"] = references
     return MailMessage(
         sender=sender,
         subject=forwarded_subject(converted.subject, plan.class_code, plan.rule.subject_prefix),

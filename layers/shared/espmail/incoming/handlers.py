@@ -57,6 +57,11 @@ class HandlerResult:
     member_usernames: frozenset[str] = frozenset()  # accounts on the list (Reply-To: is the sender one?)
     reason: str = ""  # why there are no recipients
     skipped: tuple[str, ...] = ()  # "address: why" for each address left out as unusable
+    # The class's teachers (usernames) and the list's moderators (those teachers and the directors'
+    # address): they may always post to the list, and approve or reject what is held for it.
+    teacher_usernames: frozenset[str] = frozenset()
+    directors_email: str = ""
+    moderators: tuple[Address, ...] = ()
 
     @property
     def yields(self) -> bool:
@@ -131,10 +136,26 @@ def _members(directories: Directories, codes: Iterable[str], kind: str) -> tuple
     return users, frozenset(u.username for u in users)
 
 
+def _class_teachers(directories: Directories, group: Group, codes: list[str], kind: str) -> list[User]:
+    """The teachers of every section of the group's class (of the group itself, if it has no class)."""
+    class_codes = codes
+    if group.kind is GroupKind.SECTION and group.class_code:
+        class_group = _find_group(directories.groups, group.class_code, GroupKind.CLASS)
+        class_codes = list(class_group.sections) if class_group is not None else codes
+    return _members(directories, class_codes, "teachers")[0]
+
+
 def _group_list(
     directories: Directories, group: Group, codes: Iterable[str], kind: str, site_domain: str
 ) -> HandlerResult:
+    codes = list(codes)
     users, usernames = _members(directories, codes, kind)
+    teachers = _class_teachers(directories, group, codes, kind)
+    moderators, _ = unique_recipients(
+        [Address(group.directors_email, "Directors")] * bool(group.directors_email)
+        + [user_address(t) for t in teachers],
+        site_domain,
+    )
     addresses: list[Address] = []
     if group.directors_email:
         addresses.append(Address(group.directors_email, display_name(f"{group.program} Directors".strip())))
@@ -147,7 +168,16 @@ def _group_list(
         if skipped:
             reason = f"{group.code}-{kind.lower()} has no member with a valid address ({len(skipped)} skipped)"
         return HandlerResult(reason=reason, class_code=class_code, skipped=skipped)
-    return HandlerResult(recipients, class_code, name, usernames, skipped=skipped)
+    return HandlerResult(
+        recipients,
+        class_code,
+        name,
+        usernames,
+        skipped=skipped,
+        teacher_usernames=frozenset(t.username for t in teachers),
+        directors_email=group.directors_email,
+        moderators=moderators,
+    )
 
 
 def _list_of(

@@ -62,6 +62,7 @@ from typing import Any, Protocol
 from espmail.domain.inbound import (
     Decision,
     ForwardState,
+    InboundRecord,
     InboundStatus,
     RecipientDecision,
     overall_decision,
@@ -70,8 +71,9 @@ from espmail.domain.inbound import (
 from espmail.domain.list_rules import ListRule, RuleProblem
 from espmail.domain.mail import Address, MailMessage, Personalization, SendReceipt
 from espmail.domain.people import User
+from espmail.domain.words import counted
 from espmail.errors import ConditionFailed, PermanentSendError, RetryableSendError
-from espmail.incoming.events import SesReceipt, Verdict, Verdicts
+from espmail.incoming.events import CommonHeaders, SesReceipt, StoredAt, Verdict, Verdicts
 from espmail.incoming.forward import (
     ForwardPlan,
     forwarded_message,
@@ -86,7 +88,9 @@ from espmail.incoming.forward import (
 )
 from espmail.incoming.handlers import HANDLERS, Directories, HandlerResult, user_address
 from espmail.incoming.identity import Sender, domain_of, identify_sender, within
+from espmail.incoming.moderation import HeldPost, ModerationLinks, notify_moderators
 from espmail.incoming.notices import Refusal, refusal_notice
+from espmail.incoming.posting import Posting, judge_posting
 from espmail.incoming.rules import RuleMatcher
 from espmail.incoming.settings import MailgateSettings, SpamPolicy
 from espmail.mime import (
@@ -156,6 +160,7 @@ class Resolution:
     tried: tuple[str, ...] = ()  # "rule: why it yielded nobody", in order
     problems: tuple[RuleProblem, ...] = ()  # rules skipped as broken or too slow
     skipped: tuple[str, ...] = ()  # "address: why" for each member address left out as unusable
+    moderators: tuple[Address, ...] = ()  # who decides on a post held for the list (decision HELD)
 
     @property
     def list_id(self) -> str:
@@ -256,6 +261,7 @@ class Mailgate:
         raw_mail: RawMail,
         mailer: Mailer,
         clock: Callable[[], datetime] = _utc_now,
+        moderation_links: ModerationLinks | None = None,
     ) -> None:
         self.settings = settings
         self.site = settings.site
@@ -265,6 +271,7 @@ class Mailgate:
         self.raw_mail = raw_mail
         self.mailer = mailer
         self.clock = clock
+        self.moderation_links = moderation_links
 
     # ------------------------------------------------------------------ public API
     def explain(self, address: str, sender: str | None = None) -> Resolution:
@@ -323,8 +330,28 @@ class Mailgate:
                 logger().exception("could not record the failure", extra={"message_id": receipt.message_id})
             raise
 
+    def forward_approved(self, record: InboundRecord, addresses: Sequence[str]) -> tuple[RecipientDecision, ...]:
+        """Forwards the posts to ``addresses`` a moderator approved (``espmail.incoming.moderation``): the
+        message is handled again from its raw copy, for those addresses only and without the posting
+        check; each list goes through the usual per-list claim, so it is sent once."""
+        receipt = SesReceipt(
+            message_id=record.message_id,
+            source=record.source,
+            timestamp=record.received_at.isoformat(),
+            destination=tuple(addresses),
+            recipients=tuple(addresses),
+            common_headers=CommonHeaders(subject=record.subject),
+            headers=(),
+            headers_truncated=False,
+            verdicts=Verdicts.from_dict(record.verdicts),
+            action_type="Lambda",
+            stored_at=StoredAt(None, record.s3_key or None),
+        )
+        outcome = self._handle(receipt, receipt.object_key(self.settings.raw_mail_prefix), self.clock(), approved=True)
+        return outcome.decisions
+
     # ------------------------------------------------------------------ steps
-    def _handle(self, receipt: SesReceipt, key: str, now: datetime) -> Outcome:
+    def _handle(self, receipt: SesReceipt, key: str, now: datetime, *, approved: bool = False) -> Outcome:
         delivery = _Delivery(receipt, now)
         for address in dict.fromkeys(r.strip().lower() for r in receipt.recipients if r.strip()):
             if domain_of(address) == self.site.domain:
@@ -347,8 +374,9 @@ class Mailgate:
             return self._finish(delivery, notice="none: the sender is not a registered, authenticated account")
         matcher = self._matcher()
         plans: list[tuple[str, Resolution]] = []
+        held: list[HeldPost] = []
         for address in list(delivery.pending):
-            resolution = self._resolve(address, sender, matcher)
+            resolution = self._resolve(address, sender, matcher, approved=approved)
             if resolution.skipped:
                 logger().warning(
                     "list members left out: not valid addresses",
@@ -356,6 +384,12 @@ class Mailgate:
                 )
             if resolution.decision is Decision.FORWARDED:
                 plans.append((address, resolution))
+            elif resolution.decision is Decision.HELD and resolution.rule is not None:
+                held_by = resolution.rule
+                held.append(HeldPost(address, held_by.name, resolution.reason, resolution.moderators))
+                delivery.decide(
+                    address, Decision.HELD, resolution.reason, rule=held_by.name, handler=held_by.handler.value
+                )
             else:
                 rule = resolution.rule.name if resolution.rule else ""
                 delivery.decide(address, Decision.REFUSED, resolution.reason, rule=rule, skipped=resolution.skipped)
@@ -369,6 +403,8 @@ class Mailgate:
             attachments = to_sendgrid_attachments(converted.attachments)
             converted = replace(converted, attachments=())
         self._forward_all(delivery, plans, sender, converted, least=least, attachments=attachments)
+        if held:
+            self._hold(delivery, held, converted)
         outcome = self._finish(delivery, notice=self._notify(delivery, sender, converted))
         if delivery.held:
             raise ListHeld(receipt.message_id, delivery.held)
@@ -439,8 +475,40 @@ class Mailgate:
         rules, problems = self.rules.load()
         return RuleMatcher(rules, timeout=self.settings.regex_timeout_seconds, problems=list(problems))
 
-    def _resolve(self, address: str, sender: Sender, matcher: RuleMatcher) -> Resolution:
-        """Step 6: the first rule, in ``seq`` order, whose regex matches and whose handler yields."""
+    def _hold(self, delivery: _Delivery, held: Sequence[HeldPost], converted: ConvertedMail) -> None:
+        """Posts the rule's posting policy holds: kept in the log, one notice to their moderators."""
+        message_id = delivery.receipt.message_id
+        expires_at = delivery.now + timedelta(hours=self.settings.moderation_hold_hours)
+        moderators: dict[str, Address] = {}
+        for post in held:
+            for moderator in post.moderators:
+                moderators.setdefault(moderator.email.lower(), moderator)
+            self.log.record_hold(
+                message_id,
+                post.address,
+                rule=post.rule,
+                reason=post.reason,
+                moderators=[m.email for m in post.moderators] or [self.site.support_address],
+                expires_at=expires_at,
+                now=delivery.now,
+            )
+            logger().info("held for moderation", extra={"message_id": message_id, "list": post.address})
+        record = self.log.get(message_id)
+        assert record is not None
+        text = converted.text if converted.text is not None or converted.html is None else html_to_text(converted.html)
+        notify_moderators(
+            self.log,
+            self.mailer,
+            record,
+            moderators=list(moderators.values()),
+            text=text,
+            site=self.site,
+            links=self.moderation_links,
+        )
+
+    def _resolve(self, address: str, sender: Sender, matcher: RuleMatcher, *, approved: bool = False) -> Resolution:
+        """Step 6: the first rule, in ``seq`` order, whose regex matches and whose handler yields; then the
+        rule's posting policy (not for a post a moderator ``approved``)."""
         local, _, domain = address.rpartition("@")
         if domain != self.site.domain or not local:
             return Resolution(address, Decision.REFUSED, f"{address} is not an address of {self.site.domain}")
@@ -450,11 +518,38 @@ class Mailgate:
             handler = HANDLERS[match.rule.handler]
             result: HandlerResult = handler(match, local, sender, self.directories, self.site.domain)
             skipped.update(dict.fromkeys(result.skipped))
+            if result.yields and not approved:
+                account = sender.account
+                member = account is not None and (
+                    account.username in result.member_usernames
+                    or account.email.lower() in {r.email.lower() for r in result.recipients}
+                )
+                verdict = judge_posting(
+                    match.rule,
+                    sender,
+                    address,
+                    member=member,
+                    teacher_usernames=result.teacher_usernames,
+                    directors_email=result.directors_email,
+                )
+                if verdict.posting is not Posting.POST:
+                    return Resolution(
+                        address,
+                        Decision.HELD if verdict.posting is Posting.HOLD else Decision.REFUSED,
+                        verdict.reason,
+                        rule=match.rule,
+                        recipients=result.recipients,
+                        class_code=result.class_code,
+                        list_name=result.list_name,
+                        tried=tuple(tried),
+                        problems=tuple(matcher.problems),
+                        moderators=result.moderators,
+                    )
             if result.yields:
                 return Resolution(
                     address,
                     Decision.FORWARDED,
-                    f"rule {match.rule.name} ({match.rule.handler.value}): {len(result.recipients)} recipients",
+                    f"rule {match.rule.name} ({match.rule.handler.value}): {counted(len(result.recipients), 'recipient')}",
                     rule=match.rule,
                     recipients=result.recipients,
                     class_code=result.class_code,
@@ -573,7 +668,7 @@ class Mailgate:
                 return RecipientDecision(
                     address,
                     Decision.FORWARDED,
-                    f"forwarded to {fan_out} recipients (by an earlier delivery of this message)",
+                    f"forwarded to {counted(fan_out, 'recipient')} (by an earlier delivery of this message)",
                     fan_out=fan_out,
                     forwarded_to=forwarded_to,
                     sendgrid_message_ids=progress.sendgrid_message_ids,
@@ -645,7 +740,7 @@ class Mailgate:
             return RecipientDecision(
                 address,
                 Decision.FORWARDED,
-                f"forwarded to {fan_out} recipients",
+                f"forwarded to {counted(fan_out, 'recipient')}",
                 fan_out=fan_out,
                 forwarded_to=forwarded_to,
                 sendgrid_message_ids=tuple(ids),
@@ -673,7 +768,7 @@ class Mailgate:
         return RecipientDecision(
             address,
             Decision.FORWARDED,
-            f"forwarded to {len(reached)} recipients; {len(missed)} refused by SendGrid",
+            f"forwarded to {counted(len(reached), 'recipient')}; {len(missed)} refused by SendGrid",
             fan_out=len(reached),
             forwarded_to=reached[:MAX_LOGGED_RECIPIENTS],
             sendgrid_message_ids=tuple(ids),

@@ -30,7 +30,9 @@ class MailgateSettings:
 
     ``regex_timeout_seconds`` bounds one list rule's match on one local part; ``max_request_bytes`` is
     the largest SendGrid request the mailgate will make (larger: a notice to the sender);
-    ``notices`` turns the refusal notices off altogether; ``log_retention_days`` is the InboundLog TTL.
+    ``notices`` turns the refusal notices off altogether; ``log_retention_days`` is the InboundLog TTL;
+    ``moderation_hold_hours`` how long a post held for moderation waits for a decision before it expires
+    (it must stay shorter than the raw mail's retention, which approval forwards from).
     """
 
     site: SiteSettings
@@ -43,6 +45,7 @@ class MailgateSettings:
     regex_timeout_seconds: float = 0.05
     notices: bool = True
     log_retention_days: int = DEFAULT_RETENTION_DAYS
+    moderation_hold_hours: int = 168
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -60,6 +63,9 @@ class MailgateSettings:
         if timeout_ms > 1000:
             raise ConfigurationError(f"environment variable MAILGATE_REGEX_TIMEOUT_MS={timeout_ms} is above 1000")
         prefix = read.text("RAW_MAIL_PREFIX", "inbound/")
+        hold_hours = read.integer("MODERATION_HOLD_HOURS", 168, minimum=1)
+        if hold_hours > 720:
+            raise ConfigurationError(f"environment variable MODERATION_HOLD_HOURS={hold_hours} is above 720 (30 days)")
         return cls(
             site=SiteSettings.from_env(env),
             tables=TableNames.from_env(env),
@@ -71,4 +77,5 @@ class MailgateSettings:
             regex_timeout_seconds=timeout_ms / 1000,
             notices=read.flag("MAILGATE_NOTICES", True),
             log_retention_days=retention_days(read),
+            moderation_hold_hours=hold_hours,
         )

@@ -9,6 +9,7 @@ from espmail.bootstrap import aws_client, bind, dynamodb_client, mailer
 from espmail.domain.mail import MailMessage, SendReceipt
 from espmail.incoming.handlers import Directories
 from espmail.incoming.mailgate import Mailer, Mailgate
+from espmail.incoming.moderation import Moderation
 from espmail.incoming.settings import MailgateSettings
 from espmail.settings import SendGridSettings
 from espmail.storage.groups import GroupRepository
@@ -66,3 +67,15 @@ def build_mailgate(
         raw_mail=RawMailStore(settings.raw_mail_bucket, s3 or aws_client("s3")),
         mailer=mail or LazyMailer(settings.sendgrid),
     )
+
+
+def build_moderation(
+    settings: MailgateSettings,
+    *,
+    dynamodb: Any | None = None,
+    s3: Any | None = None,
+    mail: Mailer | None = None,
+) -> Moderation:
+    """Approve / reject / expire over this deployment's tables; approval forwards through the mailgate."""
+    mailgate = build_mailgate(settings, dynamodb=dynamodb, s3=s3, mail=mail)
+    return Moderation(log=mailgate.log, mailer=mailgate.mailer, forwarder=mailgate, site=settings.site)

@@ -8,8 +8,8 @@
 - The sandbox refuses attribute escapes (``{{ ''.__class__ }}``) with an error rather than rendering them
   empty, so a request that tries fails visibly; huge repetitions (``'x' * 10**9``) are refused too.
 - Header values (the subject) never carry CR, LF or any other line break: they are folded into spaces.
-- An HTML body is rendered with autoescaping and gets a plain-text alternative (html2text, imported only
-  when an HTML body is rendered).
+- An HTML body is rendered with autoescaping and gets a plain-text alternative that reads as plain text
+  (``espmail.mime.plain_text``: no Markdown marks).
 """
 
 from __future__ import annotations
@@ -88,15 +88,9 @@ def header_value(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
 def html_to_text(html: str) -> str:
     """The plain-text alternative of an HTML body. The last one is kept: the copies of a request whose body
     is the same for every recipient are converted once, not once each (milliseconds a copy)."""
-    import html2text
+    from espmail.mime.plain_text import html_to_plain_text
 
-    converter = html2text.HTML2Text()
-    converter.body_width = 78
-    converter.unicode_snob = True
-    converter.ignore_images = False
-    converter.images_to_alt = True
-    text: str = converter.handle(html)
-    return text.strip() + "\n"
+    return html_to_plain_text(html) + "\n"
 
 
 def _where(part: str, exc: BaseException) -> str:

@@ -14,12 +14,19 @@ Message item (``kind = "message"``), readable in the console::
     forwards          {address: {state, batches, sent_batches, sent_parts, lease_until, attempts, sendgrid_ids,
                                  error}}
     notice            what became of the refusal notice;  last_error  the last attempt's failure
+    holds             {address: {state, rule, reason, held_at, expires_at, moderators, decided_by, decided_at,
+                                 note, sender_notice}}   posts kept for moderation (``Hold``)
+    hold_queue        "held" while a hold may be undecided } sparse GSI ``by-hold``: the expiry's work,
+    hold_expires_at   epoch seconds                        } oldest first
+    moderator_notice  what became of the one notice to the moderators
 
 Notice item (``kind = "notice"``): ``message_id = "notice#<sender address>#<day>"``, ``for_message``,
 ``expires_at``; created with a conditional put, so at most one notice per sender per day.
 
 Every write that guards delivery is conditional: the message item is created only if absent, a list is
-claimed only if unclaimed, failed, or held under an expired lease (see :meth:`InboundLog.claim_forward`).
+claimed only if unclaimed, failed, or held under an expired lease (see :meth:`InboundLog.claim_forward`),
+a hold is decided only while it is ``held`` (:meth:`InboundLog.decide_hold`: one approval, one
+rejection or one expiry wins), and each notice about a hold is claimed once before it is sent.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from espmail.domain.inbound import (
     Decision,
     ForwardProgress,
     ForwardState,
+    Hold,
+    HoldState,
     InboundRecord,
     InboundStatus,
     RecipientDecision,
@@ -52,6 +61,7 @@ from espmail.storage.conditions import condition_failed
 
 MAX_LOGGED_RECIPIENTS = 1000
 MAX_TEXT = 1000
+HOLD_QUEUE = "held"
 
 
 class InboundByDay(GlobalSecondaryIndex["InboundLogItem"]):  # type: ignore[no-untyped-call]
@@ -61,6 +71,15 @@ class InboundByDay(GlobalSecondaryIndex["InboundLogItem"]):  # type: ignore[no-u
 
     received_day = UnicodeAttribute(hash_key=True)
     received_at = UnicodeAttribute(range_key=True)
+
+
+class InboundByHold(GlobalSecondaryIndex["InboundLogItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by-hold"
+        projection = AllProjection()
+
+    hold_queue = UnicodeAttribute(hash_key=True)
+    hold_expires_at = NumberAttribute(range_key=True)
 
 
 class InboundLogItem(Model):
@@ -90,8 +109,13 @@ class InboundLogItem(Model):
     last_error = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     for_message = UnicodeAttribute(null=True)
+    holds = MapAttribute(null=True)  # type: ignore[var-annotated,no-untyped-call]
+    hold_queue = UnicodeAttribute(null=True)
+    hold_expires_at = NumberAttribute(null=True)
+    moderator_notice = UnicodeAttribute(null=True)
 
     by_day = InboundByDay()
+    by_hold = InboundByHold()
 
 
 def iso(moment: datetime) -> str:
@@ -164,11 +188,37 @@ def _progress(address: str, raw: Mapping[str, Any]) -> ForwardProgress:
     )
 
 
+def _moment(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _hold(address: str, raw: Mapping[str, Any]) -> Hold:
+    state = str(raw.get("state", HoldState.HELD.value))
+    epoch = datetime.fromtimestamp(0, UTC)
+    return Hold(
+        address=address,
+        state=HoldState(state) if state in HoldState._value2member_map_ else HoldState.HELD,
+        rule=str(raw.get("rule", "")),
+        reason=str(raw.get("reason", "")),
+        held_at=_moment(raw.get("held_at")) or epoch,
+        expires_at=_moment(raw.get("expires_at")) or epoch,
+        moderators=tuple(str(m) for m in raw.get("moderators", []) or []),
+        decided_by=str(raw.get("decided_by", "") or ""),
+        decided_at=_moment(raw.get("decided_at")),
+        note=str(raw.get("note", "") or ""),
+        sender_notice=str(raw.get("sender_notice", "") or ""),
+    )
+
+
 def _record(item: InboundLogItem) -> InboundRecord:
     received = item.received_at
     status = item.status or InboundStatus.RECEIVED.value
     decisions = _plain(item.decisions) or {}
     forwards = _plain(item.forwards) or {}
+    holds = _plain(item.holds) or {}
     return InboundRecord(
         message_id=item.message_id,
         received_at=datetime.fromisoformat(received) if received else datetime.fromtimestamp(0, UTC),
@@ -188,6 +238,8 @@ def _record(item: InboundLogItem) -> InboundRecord:
         forwards=tuple(_progress(a, f) for a, f in sorted(forwards.items())),
         notice=item.notice or "",
         last_error=item.last_error or "",
+        holds=tuple(_hold(a, h) for a, h in sorted(holds.items())),
+        moderator_notice=item.moderator_notice or "",
     )
 
 
@@ -250,6 +302,7 @@ class InboundLog:
             verdicts=dict(verdicts),
             decisions={},
             forwards={},
+            holds={},
             updated_at=iso(now),
         )
         try:
@@ -416,6 +469,135 @@ class InboundLog:
         InboundLogItem(message_id).update(
             actions=[entry["state"].set(ForwardState.SENT.value), entry["updated_at"].set(iso(now))]
         )
+
+    # ------------------------------------------------------------------ holds: posts kept for moderation
+    def record_hold(
+        self,
+        message_id: str,
+        address: str,
+        *,
+        rule: str,
+        reason: str,
+        moderators: Sequence[str],
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Keeps the post to ``address`` for moderation; False when it is held already (a redelivery)."""
+        entry = InboundLogItem.holds[address.lower()]
+        value = {
+            "state": HoldState.HELD.value,
+            "rule": rule,
+            "reason": _text(reason),
+            "held_at": _epoch(now),
+            "expires_at": _epoch(expires_at),
+            "moderators": [m.lower() for m in moderators][:100],
+        }
+        try:
+            InboundLogItem(message_id).update(
+                actions=[
+                    InboundLogItem.holds.set(InboundLogItem.holds | {}),
+                ],
+                condition=InboundLogItem.message_id.exists(),
+            )
+            InboundLogItem(message_id).update(
+                actions=[
+                    entry.set(value),
+                    InboundLogItem.hold_queue.set(HOLD_QUEUE),
+                    InboundLogItem.hold_expires_at.set(_epoch(expires_at)),
+                ],
+                condition=entry.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
+
+    def decide_hold(
+        self, message_id: str, address: str, state: HoldState, *, by: str, now: datetime, note: str = ""
+    ) -> bool:
+        """Moves the hold from ``held`` to ``state``: True for the one caller that did. An approval or
+        rejection is refused (False) once the hold's time has run out; only ``expired`` may then win."""
+        entry = InboundLogItem.holds[address.lower()]
+        condition = entry["state"] == HoldState.HELD.value
+        if state is not HoldState.EXPIRED:
+            condition &= entry["expires_at"] > _epoch(now)
+        actions: list[Any] = [
+            entry["state"].set(state.value),
+            entry["decided_by"].set(_text(by, 320)),
+            entry["decided_at"].set(_epoch(now)),
+        ]
+        if note:
+            actions.append(entry["note"].set(_text(note)))
+        try:
+            InboundLogItem(message_id).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
+
+    def close_hold_queue(self, message_id: str) -> None:
+        """Takes the message off the ``by-hold`` index once none of its holds is undecided."""
+        record = self.get(message_id)
+        if record is not None and not any(h.state is HoldState.HELD for h in record.holds):
+            InboundLogItem(message_id).update(
+                actions=[InboundLogItem.hold_queue.remove(), InboundLogItem.hold_expires_at.remove()]
+            )
+
+    def due_holds(self, now: datetime, limit: int = 200) -> list[InboundRecord]:
+        """Messages with a hold whose time ran out at ``now``, oldest first (a sparse index query)."""
+        found: list[InboundRecord] = []
+        for item in InboundLogItem.by_hold.query(
+            HOLD_QUEUE, InboundLogItem.hold_expires_at <= _epoch(now), scan_index_forward=True, limit=limit
+        ):
+            found.append(_record(item))
+        return found
+
+    def claim_hold_notice(self, message_id: str, address: str, what: str) -> bool:
+        """True for the one caller that may send the sender the notice about this hold (``what``)."""
+        entry = InboundLogItem.holds[address.lower()]
+        try:
+            InboundLogItem(message_id).update(
+                actions=[entry["sender_notice"].set(_text(what))], condition=entry["sender_notice"].does_not_exist()
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
+
+    def set_hold_notice(self, message_id: str, address: str, what: str) -> None:
+        """Records what became of the claimed notice about this hold."""
+        InboundLogItem(message_id).update(
+            actions=[InboundLogItem.holds[address.lower()]["sender_notice"].set(_text(what))]
+        )
+
+    def release_hold_notice(self, message_id: str, address: str) -> None:
+        """Gives the claim back after the notice could not be sent (so a retry may send it)."""
+        InboundLogItem(message_id).update(actions=[InboundLogItem.holds[address.lower()]["sender_notice"].remove()])
+
+    def claim_moderator_notice(self, message_id: str, what: str) -> bool:
+        """True for the one caller that may send the message's one notice to its moderators."""
+        try:
+            InboundLogItem(message_id).update(
+                actions=[InboundLogItem.moderator_notice.set(_text(what))],
+                condition=InboundLogItem.moderator_notice.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
+
+    def set_moderator_notice(self, message_id: str, what: str | None) -> None:
+        """Records what became of the moderators' notice; None gives the claim back (it was not sent)."""
+        action = (
+            InboundLogItem.moderator_notice.remove()
+            if what is None
+            else InboundLogItem.moderator_notice.set(_text(what))
+        )
+        InboundLogItem(message_id).update(actions=[action])
 
     # ------------------------------------------------------------------ notices: one per sender per day
     @staticmethod
