@@ -15,7 +15,7 @@ from embedded.template import REPO_ROOT, Resolver, load_template, resources_of_t
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:espmail/sendgrid-api-key-AbCdEf"
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-SECRET_READERS = ("MailgateFunction", "SenderFunction", "SendGridDomainAuthFunction")
+SECRET_READERS = ("MailgateFunction", "SenderFunction", "SendGridDomainAuthFunction", "ModerationExpiryFunction")
 
 
 def _regions() -> tuple[list[str], Any]:
